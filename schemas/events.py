@@ -1,0 +1,189 @@
+"""The event contracts: what product apps send to Kafka.
+
+These pydantic models are the single source of truth. The JSON Schema files and the
+AsyncAPI document under `schemas/` are generated from them (`python -m schemas.generate`)
+and a test fails when the committed files drift from the models.
+
+Every event carries `event_id`, `type`, `schema_version` and `ts`; feedback events carry
+the `interaction_id` they are about. Fields are strict (no string-to-number coercion) so
+that every language's emitter is held to one exact contract. Unknown extra fields are kept.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+SCHEMA_VERSION = 1
+
+Id = Annotated[str, Field(min_length=1, max_length=200)]
+# Bounded so every language (and the Parquet columns) can hold the value exactly.
+NonNegativeInt = Annotated[int, Field(ge=0, le=2**53)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow", frozen=True)
+
+
+class ModelRef(_Strict):
+    """Which model produced an output."""
+
+    id: Id
+    version: Id
+    provider: str | None = None
+
+
+class ChatMessage(_Strict):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str
+
+
+class ModelInput(_Strict):
+    """What the model was given: a plain prompt, or chat messages (at least one of them)."""
+
+    prompt: str | None = None
+    messages: list[ChatMessage] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ModelInput:
+        if self.prompt is None and not self.messages:
+            raise ValueError("input needs a prompt or at least one chat message")
+        return self
+
+    def text(self) -> str:
+        """The user-facing text of the input: the prompt, or the last user message."""
+        if self.prompt is not None:
+            return self.prompt
+        users = [m.content for m in self.messages or [] if m.role == "user"]
+        return users[-1] if users else (self.messages or [ChatMessage(role="user", content="")])[-1].content
+
+
+def _type_is_required(schema: dict[str, Any]) -> None:
+    # `type` has a default so Python code can omit it, but on the wire it is the discriminator.
+    required = schema.setdefault("required", [])
+    if "type" in schema.get("properties", {}) and "type" not in required:
+        required.insert(0, "type")
+
+
+class EventBase(_Strict):
+    model_config = ConfigDict(json_schema_extra=_type_is_required)
+
+    event_id: Id = Field(description="Unique id of this event; readers deduplicate by it.")
+    schema_version: Annotated[int, Field(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
+    ts: AwareDatetime = Field(description="When it happened, ISO 8601 with a time zone.")
+
+
+class Interaction(EventBase):
+    """What the model served: one input, one output."""
+
+    type: Literal["interaction"] = "interaction"
+    interaction_id: Id
+    session_id: Id
+    user_id: Id = Field(description="A pseudonymous user id, never an e-mail or a name.")
+    app: Id
+    task: Id
+    model: ModelRef
+    input: ModelInput
+    output: str
+    latency_ms: NonNegativeInt | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class FeedbackBase(EventBase):
+    interaction_id: Id = Field(description="The interaction this feedback is about.")
+
+
+class Rating(FeedbackBase):
+    """An explicit rating: thumbs up/down or a 1-5 score, with an optional comment."""
+
+    type: Literal["rating"] = "rating"
+    thumbs: Literal["up", "down"] | None = None
+    score: Annotated[int, Field(ge=1, le=5)] | None = None
+    comment: str | None = None
+
+    @model_validator(mode="after")
+    def _one_scale(self) -> Rating:
+        if (self.thumbs is None) == (self.score is None):
+            raise ValueError("a rating has exactly one of thumbs or score")
+        return self
+
+
+class Edit(FeedbackBase):
+    """The user edited the output; `text` is what they kept."""
+
+    type: Literal["edit"] = "edit"
+    text: str
+
+
+class Retry(FeedbackBase):
+    """The user asked for a regeneration; the new output is its own interaction."""
+
+    type: Literal["retry"] = "retry"
+    new_interaction_id: Id | None = None
+
+
+class Copy(FeedbackBase):
+    """The user copied (part of) the output."""
+
+    type: Literal["copy"] = "copy"
+    chars: NonNegativeInt | None = None
+
+
+class Accept(FeedbackBase):
+    """The user accepted the output (applied a suggestion, sent a drafted reply, ...)."""
+
+    type: Literal["accept"] = "accept"
+
+
+class Abandon(FeedbackBase):
+    """The user explicitly left without using the output."""
+
+    type: Literal["abandon"] = "abandon"
+    reason: str | None = None
+
+
+class Followup(FeedbackBase):
+    """The user's next prompt; a close paraphrase of the original means a rephrase."""
+
+    type: Literal["followup"] = "followup"
+    prompt: str
+    next_interaction_id: Id | None = None
+
+
+class Correction(FeedbackBase):
+    """The user stated the right answer."""
+
+    type: Literal["correction"] = "correction"
+    text: str
+
+
+class Dwell(FeedbackBase):
+    """Time the user spent with the output."""
+
+    type: Literal["dwell"] = "dwell"
+    dwell_ms: NonNegativeInt
+
+
+FeedbackEvent = Rating | Edit | Retry | Copy | Accept | Abandon | Followup | Correction | Dwell
+Event = Annotated[Interaction | FeedbackEvent, Field(discriminator="type")]
+
+EVENT_MODELS: dict[str, type[EventBase]] = {
+    m.model_fields["type"].default: m
+    for m in (Interaction, Rating, Edit, Retry, Copy, Accept, Abandon, Followup, Correction, Dwell)
+}
+EVENT_TYPES: tuple[str, ...] = tuple(EVENT_MODELS)
+FEEDBACK_TYPES: tuple[str, ...] = tuple(t for t in EVENT_TYPES if t != "interaction")
+
+EVENT_ADAPTER: TypeAdapter[Interaction | FeedbackEvent] = TypeAdapter(Event)
+
+
+def parse_event(raw: bytes | str) -> Interaction | FeedbackEvent:
+    """Validate one JSON-encoded event. Raises pydantic.ValidationError with the reason."""
+    return EVENT_ADAPTER.validate_json(raw)
+
+
+def utc_iso(ts: datetime) -> str:
+    """The wire form of a timestamp."""
+    return ts.isoformat().replace("+00:00", "Z")

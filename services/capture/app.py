@@ -1,0 +1,143 @@
+"""The capture process: a FastStream consumer group from Kafka into the lake.
+
+The handler stays thin: it hands the polled records to the batcher, which validates them,
+dead-letters the invalid ones (original bytes, reason in the headers) and writes the valid
+ones as Parquet before committing their offsets. The confluent back end was chosen by
+measurement (see bench/capture.py and shared/notes/performance.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer
+from confluent_kafka import TopicPartition as ConfluentTopicPartition
+from faststream import AckPolicy, FastStream
+from faststream.confluent import KafkaBroker, KafkaMessage
+
+from services.capture.batcher import CaptureBatcher, FlushStats, Rejected, TopicPartition
+from services.lake.store import ObjectStore
+from services.settings import CaptureSettings
+
+log = logging.getLogger(__name__)
+
+DLQ_REASON_HEADER = "flywheel-dlq-reason"
+
+
+def dead_letter_headers(item: Rejected) -> dict[str, str]:
+    return {
+        DLQ_REASON_HEADER: item.reason,
+        "flywheel-source-topic": item.topic,
+        "flywheel-source-partition": str(item.partition),
+        "flywheel-source-offset": str(item.offset),
+    }
+
+
+class CaptureService:
+    """Owns the broker, the subscriber and the batcher of one capture process."""
+
+    def __init__(self, settings: CaptureSettings, store: ObjectStore) -> None:
+        self.settings = settings
+        self.store = store
+        self.flushes: list[FlushStats] = []
+        config = settings.kafka.confluent_config()
+        self.broker = KafkaBroker(settings.kafka.bootstrap_servers, config=config, logger=log)  # type: ignore[arg-type]
+        self._consumer: Consumer | None = None
+        self.batcher = CaptureBatcher(
+            store,
+            commit=self._commit,
+            dead_letter=self._dead_letter,
+            batch_size=settings.batch_size,
+            flush_interval_s=settings.flush_interval_s,
+            max_event_bytes=settings.max_event_bytes,
+            compression_level=settings.compression_level,
+            on_flush=self._flushed,
+        )
+        subscriber = self.broker.subscriber(
+            settings.topic,
+            group_id=settings.group_id,
+            batch=True,
+            max_records=settings.poll_records,
+            polling_interval=0.2,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.MANUAL,
+            on_revoke=self._on_revoke,
+        )
+        subscriber(self._on_batch)
+
+    async def _on_batch(self, msg: KafkaMessage) -> None:
+        if self._consumer is None:
+            self._consumer = msg.consumer.consumer  # type: ignore[attr-defined]
+        records: Sequence[Any] = msg.raw_message if isinstance(msg.raw_message, tuple) else (msg.raw_message,)
+        await self.batcher.add(records)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[ConfluentTopicPartition]) -> None:
+        self.batcher.drop([(tp.topic, tp.partition) for tp in partitions])
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
+        if self._consumer is None:
+            return
+        self._consumer.commit(
+            offsets=[ConfluentTopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False
+        )
+
+    async def _dead_letter(self, items: Sequence[Rejected]) -> None:
+        await asyncio.gather(
+            *(
+                self.broker.publish(
+                    item.value or b"", topic=self.settings.dlq_topic, key=item.key, headers=dead_letter_headers(item)
+                )
+                for item in items
+            )
+        )
+        for item in items:
+            log.info("dead-lettered %s[%d]@%d: %s", item.topic, item.partition, item.offset, item.reason)
+
+    def _flushed(self, stats: FlushStats) -> None:
+        self.flushes.append(stats)
+        log.info("wrote %d events in %d files in %.2fs", stats.events, stats.files, stats.seconds)
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[CaptureService]:
+        """Start consuming; on exit flush what is buffered, commit it and stop."""
+        await self.broker.start()
+        ticker = asyncio.create_task(self._tick())
+        try:
+            yield self
+        finally:
+            ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ticker
+            # Flush and commit while the consumer is still open; batches polled after
+            # this are not committed, so they are read again on the next start.
+            await self.batcher.close()
+            await self.broker.stop()
+
+    async def _tick(self) -> None:
+        interval = min(1.0, self.settings.flush_interval_s / 2)
+        while True:
+            await asyncio.sleep(interval)
+            await self.batcher.flush_due()
+
+
+def build_app(settings: CaptureSettings, store: ObjectStore) -> FastStream:
+    """A FastStream application for `flywheel capture` (SIGTERM/SIGINT flush before exit)."""
+    service = CaptureService(settings, store)
+    app = FastStream(service.broker, logger=log)
+    ticker: list[asyncio.Task[None]] = []
+
+    @app.after_startup
+    async def _start_ticker() -> None:
+        ticker.append(asyncio.create_task(service._tick()))
+
+    @app.on_shutdown
+    async def _flush() -> None:
+        for task in ticker:
+            task.cancel()
+        await service.batcher.close()  # before the broker closes the consumer
+
+    return app

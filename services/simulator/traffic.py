@@ -1,0 +1,248 @@
+"""Realistic product traffic with a hidden truth.
+
+Every interaction gets a hidden quality (good or bad) that depends on its model version and
+topic. Users react to it the way people do: bad outputs are edited heavily, retried, rephrased
+and abandoned; good ones are copied and accepted. About 1% get an explicit rating. Some
+feedback arrives late, some out of order, some twice. With drift on, the topic mix shifts
+halfway, a new topic appears and model versions change (one of them silently gets worse).
+
+`generate` yields (event dict, truth row or None) in arrival order, with bounded memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas.events import utc_iso
+from services.simulator.catalog import GENERIC_BAD, LOCALES, NEW_TOPIC, SEGMENTS, TASKS, Task, Topic
+
+# model per app, and its versions before / after the drift point, with the chance of a good output
+MODELS: dict[str, tuple[str, str, float, str, float]] = {
+    "support-bot": ("support-llm", "2026-09-01", 0.72, "2026-11-15", 0.55),
+    "code-assistant": ("code-llm", "v3.1", 0.68, "v3.2", 0.80),
+    "writing-helper": ("write-llm", "w-7", 0.78, "w-7", 0.78),
+}
+
+PII_SNIPPETS = (
+    " You can reach me at jane.doe{n}@example.com.",
+    " Call me on +1 415 555 {n:04d} if needed.",
+    " My card is 4111 1111 1111 {n:04d}.",
+    " Use my API key sk-live-{n:04d}abcdefghijklmnopqrstuv.",
+)
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    interactions: int = 5_000
+    seed: int = 7
+    start: datetime = datetime(2026, 11, 1, tzinfo=UTC)
+    hours: float = 72.0
+    drift: bool = True
+    drift_at: float = 0.5
+    users: int = 400
+    rating_rate: float = 0.01
+    duplicate_rate: float = 0.01
+    late_rate: float = 0.05
+    pii_rate: float = 0.03
+
+
+@dataclass(frozen=True)
+class Truth:
+    interaction_id: str
+    app: str
+    task: str
+    topic: str
+    model_version: str
+    good: bool
+    ts: datetime
+    has_pii: bool
+
+
+def _mix(task: Task, late: bool, drift: bool) -> tuple[list[Topic], list[float]]:
+    topics = list(task.topics)
+    weights = [1.0] * len(topics)
+    if drift and late:
+        # The first topic fades, the last grows, and support gets a new topic.
+        weights[0], weights[-1] = 0.15, 3.0
+        if task.app == "support-bot":
+            topics.append(NEW_TOPIC)
+            weights.append(3.0)
+    return topics, weights
+
+
+def _edit_text(rng: random.Random, text: str, heavy: bool, good_alternative: str) -> str:
+    if heavy:
+        return good_alternative
+    words = text.split()
+    for _ in range(max(1, len(words) // 12)):
+        i = rng.randrange(len(words))
+        words[i] = rng.choice(("really", "quickly", "simply", "now", "please", words[i].upper()))
+    return " ".join(words)
+
+
+class _Clock:
+    """Arrival-ordered emission: events wait in a heap until their arrival time has passed."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, int, dict[str, Any], Truth | None]] = []
+        self._seq = 0
+
+    def push(self, arrival: datetime, event: dict[str, Any], truth: Truth | None = None) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (arrival, self._seq, event, truth))
+
+    def pop_until(self, now: datetime | None) -> Iterator[tuple[dict[str, Any], Truth | None]]:
+        while self._heap and (now is None or self._heap[0][0] <= now):
+            _, _, event, truth = heapq.heappop(self._heap)
+            yield event, truth
+
+
+def generate(config: SimulationConfig) -> Iterator[tuple[dict[str, Any], Truth | None]]:
+    rng = random.Random(config.seed)
+    clock = _Clock()
+    step = timedelta(hours=config.hours) / max(config.interactions, 1)
+    users = [f"u-{rng.getrandbits(40):010x}" for _ in range(config.users)]
+    segment_of = {u: rng.choices(SEGMENTS, weights=(6, 3, 1))[0] for u in users}
+    sessions: dict[str, str] = {}
+    made = 0
+    i = 0
+    while made < config.interactions:
+        ts = config.start + step * i + timedelta(seconds=rng.random() * step.total_seconds())
+        i += 1
+        yield from clock.pop_until(ts)
+        late = i / max(config.interactions, 1) >= config.drift_at
+        task = rng.choices(TASKS, weights=(5, 3, 2))[0]
+        user = rng.choice(users)
+        if user not in sessions or rng.random() < 0.2:
+            sessions[user] = f"s-{rng.getrandbits(48):012x}"
+        made += _interaction(
+            rng, clock, config, task, user, sessions[user], segment_of[user], ts, late, retry_of=None
+        )[0]
+    yield from clock.pop_until(None)
+
+
+def _interaction(
+    rng: random.Random,
+    clock: _Clock,
+    config: SimulationConfig,
+    task: Task,
+    user: str,
+    session: str,
+    segment: str,
+    ts: datetime,
+    late: bool,
+    *,
+    retry_of: tuple[str, str, Topic] | None,
+) -> tuple[int, str]:
+    """Emit one interaction and the user's reactions; returns how many interactions were made, and its id."""
+    topics, weights = _mix(task, late, config.drift)
+    model_id, v1, p1, v2, p2 = MODELS[task.app]
+    version, p_good = (v2, p2) if (late and config.drift) else (v1, p1)
+    if retry_of is None:
+        topic = rng.choices(topics, weights=weights)[0]
+        slot = rng.choice(topic.slots)
+        prompt = rng.choice(topic.prompts).format(slot=slot)
+        has_pii = rng.random() < config.pii_rate
+        if has_pii:
+            prompt += rng.choice(PII_SNIPPETS).format(n=rng.randrange(10_000))
+    else:
+        prompt, slot, topic = retry_of
+        has_pii = False
+        p_good = min(0.95, p_good + 0.1)  # a regeneration is a bit likelier to be fine
+    good = rng.random() < p_good
+    good_text = rng.choice(topic.good).format(slot=slot)
+    if good:
+        output = good_text
+    else:
+        output = rng.choice(topic.bad + GENERIC_BAD).format(slot=slot)
+    iid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    event: dict[str, Any] = {
+        "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        "type": "interaction",
+        "schema_version": 1,
+        "ts": utc_iso(ts),
+        "interaction_id": iid,
+        "session_id": session,
+        "user_id": user,
+        "app": task.app,
+        "task": task.name,
+        "model": {"id": model_id, "version": version, "provider": "internal"},
+        "input": {"prompt": prompt},
+        "output": output,
+        "latency_ms": int(rng.lognormvariate(6.5, 0.4)),
+        "metadata": {"segment": segment, "locale": rng.choice(LOCALES)},
+    }
+    truth = Truth(iid, task.app, task.name, topic.name, version, good, ts, has_pii)
+    clock.push(ts, event, truth)
+    made = 1
+
+    def feedback(kind: str, delay_s: float, **fields: Any) -> None:
+        at = ts + timedelta(seconds=delay_s)
+        ev = {
+            "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            "type": kind,
+            "schema_version": 1,
+            "ts": utc_iso(at),
+            "interaction_id": iid,
+            **fields,
+        }
+        arrival = at
+        if rng.random() < config.late_rate:
+            arrival = at + timedelta(minutes=rng.uniform(5, 240))  # a mobile client that was offline
+        elif rng.random() < 0.05:
+            arrival = ts - timedelta(seconds=rng.uniform(0.1, 2))  # overtakes its interaction
+        clock.push(arrival, ev)
+        if rng.random() < config.duplicate_rate:
+            clock.push(arrival + timedelta(seconds=rng.uniform(0, 60)), dict(ev))
+
+    def chance(p_if_good: float, p_if_bad: float) -> bool:
+        return rng.random() < (p_if_good if good else p_if_bad)
+
+    if rng.random() < 0.6:
+        feedback("dwell", rng.uniform(5, 30), dwell_ms=int(rng.lognormvariate(10.0 if good else 8.6, 0.6)))
+    silent = not good and rng.random() < 0.3  # bad and the user just leaves: inferred later
+    if not silent:
+        if chance(0.55, 0.08):
+            feedback("copy", rng.uniform(3, 40), chars=len(output))
+        if chance(0.45, 0.06):
+            feedback("accept", rng.uniform(3, 60))
+        if chance(0.12, 0.45):
+            kept = _edit_text(rng, output, heavy=not good, good_alternative=good_text)
+            feedback("edit", rng.uniform(10, 120), text=kept)
+        if chance(0.005, 0.06):
+            feedback("correction", rng.uniform(20, 200), text=good_text)
+        if chance(0.02, 0.12):
+            feedback("abandon", rng.uniform(2, 30), reason=rng.choice(("closed_tab", "navigated_away")))
+        if chance(0.15, 0.35):
+            if good:
+                other = rng.choice(topics)
+                follow = rng.choice(other.prompts).format(slot=rng.choice(other.slots))
+            else:  # a rephrase of the same question
+                follow = rng.choice(topic.prompts).format(slot=slot)
+                if follow == prompt:
+                    follow = "I mean: " + prompt.lower()
+            feedback("followup", rng.uniform(15, 90), prompt=follow)
+        if retry_of is None and chance(0.04, 0.35):
+            delay = rng.uniform(2, 20)
+            new_ts = ts + timedelta(seconds=delay)
+            regenerated, new_iid = _interaction(
+                rng, clock, config, task, user, session, segment, new_ts, late, retry_of=(prompt, slot, topic)
+            )
+            made += regenerated
+            feedback("retry", delay, new_interaction_id=new_iid)
+    if rng.random() < config.rating_rate:
+        if rng.random() < 0.5:
+            up = rng.random() < (0.9 if good else 0.15)
+            feedback("rating", rng.uniform(5, 120), thumbs="up" if up else "down")
+        else:
+            base = rng.choice((4, 5)) if good else rng.choice((1, 2, 2, 3))
+            feedback("rating", rng.uniform(5, 120), score=base, comment="thanks" if good else "not what I asked")
+    return made, iid
+
+

@@ -1,0 +1,220 @@
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from services.capture.batcher import CaptureBatcher, Rejected, TopicPartition
+from services.lake.events import RAW_EVENTS_PREFIX, read_events
+from services.lake.store import LocalStore
+
+
+@dataclass(frozen=True)
+class Record:
+    _value: bytes | None
+    _offset: int
+    _partition: int = 0
+    _topic: str = "t"
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return None
+
+    def topic(self) -> str:
+        return self._topic
+
+    def partition(self) -> int:
+        return self._partition
+
+    def offset(self) -> int:
+        return self._offset
+
+
+def event(i: int, *, day: int = 27) -> bytes:
+    return json.dumps(
+        {"event_id": f"e{i}", "type": "dwell", "ts": f"2026-11-{day}T10:00:00Z", "interaction_id": f"i{i}",
+         "dwell_ms": i, "extra_field": "kept"}
+    ).encode()
+
+
+class Harness:
+    def __init__(self, root: Path, **options: object) -> None:
+        self.store = LocalStore(root)
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.dead: list[Rejected] = []
+        self.order: list[str] = []
+
+        async def dead_letter(items: Sequence[Rejected]) -> None:
+            self.dead.extend(items)
+            self.order.append("dead-letter")
+
+        def commit(offsets: dict[TopicPartition, int]) -> None:
+            self.commits.append(offsets)
+            self.order.append("commit")
+
+        settings: dict[str, object] = {"batch_size": 1000, "flush_interval_s": 60.0, "max_event_bytes": 2048}
+        settings.update(options)
+        self.batcher = CaptureBatcher(self.store, commit=commit, dead_letter=dead_letter, **settings)  # type: ignore[arg-type]
+
+
+def test_a_full_batch_is_written_under_its_range_and_then_committed(tmp_path: Path) -> None:
+    h = Harness(tmp_path, batch_size=3)
+
+    async def run() -> None:
+        await h.batcher.add([Record(event(i), i) for i in range(3)])
+        await h.batcher.close()
+
+    asyncio.run(run())
+    keys = h.store.list(RAW_EVENTS_PREFIX)
+    assert keys == [f"{RAW_EVENTS_PREFIX}/date=2026-11-27/t+0+{0:020d}+{2:020d}.parquet"]
+    assert h.commits == [{("t", 0): 3}]
+    frame = read_events(h.store)
+    assert frame.get_column("event_id").to_list() == ["e0", "e1", "e2"]
+    assert json.loads(frame.get_column("raw")[0])["extra_field"] == "kept"
+    assert frame.get_column("ts").dtype == pl.Datetime("us", "UTC")
+
+
+def test_invalid_messages_are_dead_lettered_before_their_offsets_are_committed(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def run() -> None:
+        await h.batcher.add([Record(event(0), 0), Record(b"{nope", 1), Record(event(2), 2), Record(None, 3)])
+        await h.batcher.close()
+
+    asyncio.run(run())
+    assert [(d.offset, d.reason.split(":")[0]) for d in h.dead] == [(1, "invalid JSON"), (3, "empty message")]
+    assert h.dead[0].value == b"{nope"
+    assert h.order == ["dead-letter", "commit"]
+    assert h.commits == [{("t", 0): 4}]
+    assert read_events(h.store).height == 2
+
+
+def test_a_batch_spanning_days_is_split_by_event_date(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def run() -> None:
+        await h.batcher.add([Record(event(0, day=26), 10), Record(event(1, day=27), 11)])
+        await h.batcher.close()
+
+    asyncio.run(run())
+    keys = h.store.list(RAW_EVENTS_PREFIX)
+    assert [k.split("/")[2] for k in keys] == ["date=2026-11-26", "date=2026-11-27"]
+    assert all(k.endswith(f"t+0+{10:020d}+{11:020d}.parquet") for k in keys)
+
+
+def test_a_replay_rewrites_the_same_file_and_readers_deduplicate(tmp_path: Path) -> None:
+    for _ in range(2):
+        h = Harness(tmp_path)
+
+        async def run(h: Harness = h) -> None:
+            await h.batcher.add([Record(event(i), i) for i in range(5)])
+            # the producer retried: the same event again at a later offset
+            await h.batcher.add([Record(event(4), 5)])
+            await h.batcher.close()
+
+        asyncio.run(run())
+    assert len(h.store.list(RAW_EVENTS_PREFIX)) == 1
+    assert read_events(h.store).get_column("event_id").to_list() == ["e0", "e1", "e2", "e3", "e4"]
+
+
+def test_partitions_are_written_separately(tmp_path: Path) -> None:
+    h = Harness(tmp_path, batch_size=2)
+
+    async def run() -> None:
+        await h.batcher.add([Record(event(0), 0, 0), Record(event(1), 0, 1), Record(event(2), 1, 0)])
+        await h.batcher.add([Record(event(3), 1, 1)])
+        await h.batcher.close()
+
+    asyncio.run(run())
+    names = [k.rsplit("/", 1)[1] for k in h.store.list(RAW_EVENTS_PREFIX)]
+    assert sorted(names) == sorted(
+        [f"t+0+{0:020d}+{1:020d}.parquet", f"t+1+{0:020d}+{1:020d}.parquet"]
+    )
+    assert {k: v for c in h.commits for k, v in c.items()} == {("t", 0): 2, ("t", 1): 2}
+
+
+def test_old_buffers_are_flushed_by_time(tmp_path: Path) -> None:
+    h = Harness(tmp_path, flush_interval_s=0.05)
+
+    async def run() -> None:
+        await h.batcher.add([Record(event(0), 0)])
+        await h.batcher.flush_due()
+        assert h.commits == []
+        await asyncio.sleep(0.06)
+        await h.batcher.flush_due()
+        await h.batcher.close()
+
+    asyncio.run(run())
+    assert h.commits == [{("t", 0): 1}]
+
+
+class FlakyStore(LocalStore):
+    failures = 2
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise ConnectionError("lake unreachable")
+        super().put(key, data)
+
+
+def test_an_unreachable_lake_is_retried_and_nothing_is_committed_meanwhile(tmp_path: Path) -> None:
+    commits: list[dict[TopicPartition, int]] = []
+
+    async def dead_letter(items: Sequence[Rejected]) -> None:
+        raise AssertionError("no invalid input here")
+
+    store = FlakyStore(tmp_path)
+    batcher = CaptureBatcher(
+        store, commit=commits.append, dead_letter=dead_letter, batch_size=10, flush_interval_s=60,
+        max_event_bytes=2048, retry_delay_s=0.01,
+    )
+
+    async def run() -> None:
+        await batcher.add([Record(event(i), i) for i in range(3)])
+        await batcher.close()
+
+    asyncio.run(run())
+    assert store.failures == 0
+    assert commits == [{("t", 0): 3}]
+    assert read_events(store).height == 3
+
+
+def test_records_after_close_are_left_for_the_next_start(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+
+    async def run() -> None:
+        await h.batcher.close()
+        await h.batcher.add([Record(event(0), 0)])
+
+    asyncio.run(run())
+    assert h.commits == [] and h.store.list(RAW_EVENTS_PREFIX) == []
+
+
+def test_partial_writes_are_invisible(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    (tmp_path / "raw" / "events").mkdir(parents=True)
+    (tmp_path / "raw" / "events" / ".tmp-abc.parquet").write_bytes(b"PAR1 half a file")
+    assert store.list(RAW_EVENTS_PREFIX) == []
+    assert read_events(store).is_empty()
+
+
+@pytest.mark.parametrize("size", [1, 7])
+def test_memory_is_bounded_by_the_batch_size(tmp_path: Path, size: int) -> None:
+    h = Harness(tmp_path, batch_size=size)
+
+    async def run() -> None:
+        for i in range(20):
+            await h.batcher.add([Record(event(i), i)])
+            assert all(len(b.lines) < size for b in h.batcher._buffers.values())
+        await h.batcher.close()
+
+    asyncio.run(run())
+    assert read_events(h.store).height == 20

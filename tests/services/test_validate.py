@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from services.capture.validate import Invalid, Valid, check_message
+
+GOOD = {"event_id": "e", "type": "copy", "ts": "2026-11-27T10:00:00+01:00", "interaction_id": "i"}
+
+
+def test_a_valid_event_comes_back_as_one_line_with_its_time() -> None:
+    pretty = json.dumps(GOOD, indent=2).encode()
+    verdict = check_message(pretty, max_bytes=10_000)
+    assert isinstance(verdict, Valid)
+    assert b"\n" not in verdict.line
+    assert json.loads(verdict.line) == GOOD
+    assert verdict.ts_us == 1_795_770_000_000_000  # 09:00 UTC
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "empty message"),
+        (b"", "empty message"),
+        (b'{"event_id": "e", "type": ', "invalid JSON"),
+        (b"\xff\xfe garbage", "invalid JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'"text"', "not a JSON object"),
+        (json.dumps({**GOOD, "type": "like"}).encode(), "unknown event type 'like'"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "type"}).encode(), "missing field 'type'"),
+        (json.dumps({k: v for k, v in GOOD.items() if k != "event_id"}).encode(), "missing at copy.event_id"),
+        (json.dumps({**GOOD, "chars": "12"}).encode(), "int_type at copy.chars"),
+        (json.dumps({**GOOD, "padding": "x" * 5000}).encode(), "oversized: 5"),
+    ],
+)
+def test_bad_input_gets_a_clear_reason(value: bytes | None, reason: str) -> None:
+    verdict = check_message(value, max_bytes=4096)
+    assert isinstance(verdict, Invalid)
+    assert reason in verdict.reason
