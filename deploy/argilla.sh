@@ -20,7 +20,7 @@
 #
 # Knobs: FLYWHEEL_OPENSEARCH_VERSION (2.19.1: the k-NN plugin is published for 2.19.1.0 and its descriptor
 # pins the exact server version), FLYWHEEL_OPENSEARCH_HEAP (512m), FLYWHEEL_OPENSEARCH_JAVA_HOME (a Java
-# 11-21: OpenSearch 2.x needs the security manager, removed in Java 24), FLYWHEEL_ARGILLA_PYTHON (python3),
+# 11-23: OpenSearch 2.x needs the security manager, removed in Java 24), FLYWHEEL_ARGILLA_PYTHON (python3),
 # FLYWHEEL_ARGILLA_START_TIMEOUT (180 s per service).
 set -euo pipefail
 
@@ -37,12 +37,16 @@ MVN_DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(dirname "$DEPLOY_DIR")"
 HELPERS="$DEPLOY_DIR/argilla" # pom.xml, bootstrap.py, lang-painless/ descriptor and policy
-RUN_DIR="${FLYWHEEL_RUN_DIR:-$REPO_DIR/.run}"
-CACHE_DIR="${FLYWHEEL_CACHE:-$HOME/.cache/flywheel}"
+RUN_DIR="$(realpath -m "${FLYWHEEL_RUN_DIR:-$REPO_DIR/.run}")"
+CACHE_DIR="$(realpath -m "${FLYWHEEL_CACHE:-$HOME/.cache/flywheel}")"
 
 A="$RUN_DIR/argilla"
 LOGS="$A/logs"
+# OpenSearch's directory (home copy, config, data, logs) is $A/opensearch, unless the search user cannot reach
+# the run dir (a parent without o+x, e.g. under /root): then one under /var/tmp/flywheel-search, recorded here.
+OSDIR_FILE="$A/opensearch.dir"
 OSDIR="$A/opensearch"
+[[ -f "$OSDIR_FILE" ]] && OSDIR="$(<"$OSDIR_FILE")"
 VENV="$CACHE_DIR/argilla/venv-argilla-server-$ARGILLA_SERVER_VERSION"
 OS_CACHE="$CACHE_DIR/argilla/opensearch-$OPENSEARCH_VERSION-knn-$KNN_VERSION"
 OS_HOME="$OSDIR/home" # a copy of OS_CACHE the search user can read (~/.cache is usually private to root)
@@ -51,11 +55,12 @@ PORTS="$A/ports.env"
 ENV_FILE="$A/argilla.env"
 DB_FILE="$A/argilla.db"
 
-# Each service: pidfile, log, and a string of its command line that proves a recorded PID is still ours.
-REDIS_PID="$A/redis.pid" REDIS_LOG="$LOGS/redis.log" REDIS_MARK="$A/redis"
-OS_PID="$A/opensearch.pid" OS_LOG="$LOGS/opensearch.out" OS_MARK="$OSDIR/config"
-SERVER_PID="$A/server.pid" SERVER_LOG="$LOGS/server.log" SERVER_MARK="$VENV/bin/python"
-WORKER_PID="$A/worker.pid" WORKER_LOG="$LOGS/worker.log" WORKER_MARK="$VENV/bin/python"
+# Each service: pidfile, log, and a string of its command line that proves a recorded PID is still ours
+# (from setsid's exec to the service's own: OpenSearch's is first bin/opensearch, then the JVM's).
+REDIS_PID="$A/redis.pid" REDIS_LOG="$LOGS/redis.log" REDIS_MARK="--dir $A/redis"
+OS_PID="$A/opensearch.pid" OS_LOG="$LOGS/opensearch.out" OS_MARK="$OS_HOME"
+SERVER_PID="$A/server.pid" SERVER_LOG="$LOGS/server.log" SERVER_MARK="$VENV/bin/python -m argilla_server start"
+WORKER_PID="$A/worker.pid" WORKER_LOG="$LOGS/worker.log" WORKER_MARK="$VENV/bin/python -m argilla_server worker"
 
 # ---------------------------------------------------------------------------------------------- helpers
 log() { printf '[argilla] %s\n' "$*" >&2; }
@@ -108,7 +113,8 @@ ar_group_left() { # PGID: PIDs still in that process group
 }
 
 ar_stop() { # NAME PIDFILE MARKER GRACE: TERM the recorded PID, wait, KILL; then what is left of its group
-  local name="$1" pidfile="$2" marker="$3" grace="$4" pid i left
+  local name="$1" pidfile="$2" marker="$3" grace="$4" pid i left t0
+  t0="$(date +%s%N)"
   if ! pid="$(ar_pid "$pidfile" "$marker")"; then
     [[ -f "$pidfile" ]] && log "$name: not running (stale pidfile removed)"
     rm -f "$pidfile"
@@ -131,13 +137,17 @@ ar_stop() { # NAME PIDFILE MARKER GRACE: TERM the recorded PID, wait, KILL; then
   # worker's forked work horses) are in that group, which is ours alone.
   left="$(ar_group_left "$pid")"
   if [[ -n "$left" ]]; then
+    log "$name: stopping what is left of its process group: $(echo "$left" | tr '\n' ' ')"
     kill -TERM -- "-$pid" 2>/dev/null || true
-    sleep 2
+    for ((i = 0; i < 50; i++)); do
+      [[ -z "$(ar_group_left "$pid")" ]] && break
+      sleep 0.1
+    done
     kill -KILL -- "-$pid" 2>/dev/null || true
   fi
   ar_alive "$pid" && die "$name: pid $pid is still alive"
   rm -f "$pidfile"
-  log "$name: stopped (pid $pid)"
+  log "$name: stopped (pid $pid, $(ar_elapsed "$t0")s)"
 }
 
 ar_tail() { # LOG: show the end of a log on failure
@@ -192,16 +202,21 @@ ar_java_home() { # a Java that OpenSearch 2.x runs on (11 to 23)
 
 # --------------------------------------------------------------------------------------------- fetch
 fetch_venv() {
-  local want="argilla-server==$ARGILLA_SERVER_VERSION click<8.2"
-  if [[ -f "$VENV/.flywheel-installed" && "$(<"$VENV/.flywheel-installed")" == "$want" ]]; then
+  # The stamp names what was installed, so a new version or constraints file reinstalls.
+  local want
+  want="argilla-server==$ARGILLA_SERVER_VERSION click<8.2 $(sha256sum "$HELPERS/constraints.txt" | cut -c1-16)"
+  if [[ -f "$VENV/.flywheel-installed" && "$(<"$VENV/.flywheel-installed")" == "$want" ]] &&
+    "$VENV/bin/python" -c "" 2>/dev/null; then
     return 0
   fi
   log "installing argilla-server $ARGILLA_SERVER_VERSION into $VENV"
   rm -rf "$VENV"
   mkdir -p "$(dirname "$VENV")"
   "$BASE_PYTHON" -m venv "$VENV"
-  # click<8.2: newer click breaks argilla-server's typer command line.
-  "$VENV/bin/python" -m pip install -q "argilla-server==$ARGILLA_SERVER_VERSION" "click<8.2"
+  # click<8.2: newer click breaks argilla-server's typer command line. The constraints pin the rest to the
+  # set this script was tested with (the server's own pins are loose).
+  "$VENV/bin/python" -m pip install -q -c "$HELPERS/constraints.txt" \
+    "argilla-server==$ARGILLA_SERVER_VERSION" "click<8.2"
   "$VENV/bin/python" -c "import argilla_server" || die "argilla-server does not import in $VENV"
   printf '%s' "$want" >"$VENV/.flywheel-installed"
 }
@@ -289,13 +304,9 @@ ensure_search_user() {
   useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$SEARCH_USER"
 }
 
-as_search_user() { # CMD...: run (exec) CMD as the search user when we are root
-  if [[ "$(id -u)" == 0 ]]; then
-    setpriv --reuid="$SEARCH_USER" --regid="$SEARCH_USER" --init-groups -- "$@"
-  else
-    "$@"
-  fi
-}
+# The command prefix that runs (execs, no fork) a command as the search user when we are root.
+AS_SEARCH_USER=()
+[[ "$(id -u)" == 0 ]] && AS_SEARCH_USER=(setpriv "--reuid=$SEARCH_USER" "--regid=$SEARCH_USER" --init-groups --)
 
 load_or_create_state() {
   if [[ ! -f "$STATE" ]]; then
@@ -313,6 +324,18 @@ load_or_create_state() {
   fi
   # shellcheck disable=SC1090
   source "$STATE"
+}
+
+choose_opensearch_dir() {
+  OSDIR="$A/opensearch"
+  if [[ "$(id -u)" == 0 ]] && ! "${AS_SEARCH_USER[@]}" test -x "$A"; then
+    OSDIR="/var/tmp/flywheel-search/$(printf '%s' "$A" | sha256sum | cut -c1-16)"
+    log "$SEARCH_USER cannot reach $A: OpenSearch's files go to $OSDIR"
+    install -d -m 755 /var/tmp/flywheel-search
+  fi
+  printf '%s\n' "$OSDIR" >"$OSDIR_FILE"
+  OS_HOME="$OSDIR/home"
+  OS_MARK="$OS_HOME"
 }
 
 prepare_opensearch_dirs() { # HTTP_PORT TRANSPORT_PORT
@@ -345,12 +368,12 @@ EOF
   if [[ "$(id -u)" == 0 ]]; then
     chown -R "$SEARCH_USER:$SEARCH_USER" "$OSDIR/config" "$OSDIR/data" "$OSDIR/logs" "$OSDIR/tmp"
   fi
-  as_search_user test -w "$OSDIR/data" ||
-    die "$SEARCH_USER cannot write $OSDIR/data: every parent of FLYWHEEL_RUN_DIR must be searchable (o+x)"
+  "${AS_SEARCH_USER[@]}" test -w "$OSDIR/data" ||
+    die "$SEARCH_USER cannot write $OSDIR/data"
 }
 
-argilla_env() { # the environment of every argilla-server process: env NAME=VALUE ...
-  printf '%s\0' \
+argilla_env() { # sets ARGILLA_ENV: the `env NAME=VALUE ...` prefix of every argilla-server process
+  ARGILLA_ENV=(env \
     "ARGILLA_HOME_PATH=$A/home" \
     "ARGILLA_DATABASE_URL=sqlite+aiosqlite:///$DB_FILE?check_same_thread=False" \
     "ARGILLA_SEARCH_ENGINE=opensearch" \
@@ -361,13 +384,7 @@ argilla_env() { # the environment of every argilla-server process: env NAME=VALU
     "ARGILLA_SHOW_HUGGINGFACE_SPACE_PERSISTENT_STORAGE_WARNING=false" \
     "HF_HUB_OFFLINE=1" \
     "HF_HUB_DISABLE_TELEMETRY=1" \
-    "TMPDIR=$A/tmp"
-}
-
-run_argilla() { # CMD...: exec CMD in argilla-server's environment
-  local -a envs
-  mapfile -d '' envs < <(argilla_env)
-  env "${envs[@]}" "$@"
+    "TMPDIR=$A/tmp")
 }
 
 redis_ok() { [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
@@ -413,48 +430,54 @@ cmd_start() {
     source "$PORTS"
     load_or_create_state
     if cmd_health >/dev/null 2>&1; then
+      write_env_file
       log "already running: http://127.0.0.1:$ARGILLA_PORT (env: $ENV_FILE)"
       return 0
     fi
   fi
-  any_running && {
+  if any_running; then
     log "a partial stack is running: stopping it first"
     cmd_stop
-  }
+  fi
 
   cmd_fetch
   local t0
   t0="$(date +%s%N)"
+  # A start that fails half-way stops what it started (the logs stay).
+  trap 'start_failed $?' EXIT
   ensure_search_user
+  cd "$A"
   mkdir -p "$LOGS" "$A/redis" "$A/home"
   rm -rf "$A/tmp"
   mkdir -p "$A/tmp" # argilla-server copies its front end into a new temp dir at every start
+  rm -f "$ENV_FILE"
   load_or_create_state
   read -r REDIS_PORT OS_HTTP_PORT OS_TRANSPORT_PORT ARGILLA_PORT <<<"$(ar_free_ports 4)"
   printf 'REDIS_PORT=%s\nOS_HTTP_PORT=%s\nOS_TRANSPORT_PORT=%s\nARGILLA_PORT=%s\n' \
     "$REDIS_PORT" "$OS_HTTP_PORT" "$OS_TRANSPORT_PORT" "$ARGILLA_PORT" >"$PORTS"
+  argilla_env
 
-  # 1. OpenSearch (the slowest) first, as the search user.
+  # 1. OpenSearch (the slowest) first, as the search user. bin/opensearch execs java; setpriv and env exec
+  #    too: the recorded PID is the JVM's.
+  choose_opensearch_dir
   prepare_opensearch_dirs "$OS_HTTP_PORT" "$OS_TRANSPORT_PORT"
   local java_home
   java_home="$(ar_java_home)"
-  : >"$OS_LOG"
-  [[ "$(id -u)" == 0 ]] && chown "$SEARCH_USER" "$OS_LOG"
-  # bin/opensearch execs java, setpriv and env exec too: the recorded PID is the JVM's.
-  ar_start_bg "$OS_PID" "$OS_LOG" as_search_user env \
+  ar_start_bg "$OS_PID" "$OS_LOG" "${AS_SEARCH_USER[@]}" env \
     "OPENSEARCH_JAVA_HOME=$java_home" "OPENSEARCH_PATH_CONF=$OSDIR/config" "OPENSEARCH_TMPDIR=$OSDIR/tmp" \
     "HOME=$OSDIR" "$OS_HOME/bin/opensearch"
 
-  # 2. Redis, with its own directory, no persistence (rq's queues are transient).
+  # 2. Redis, with its own directory and no persistence (rq's queues are transient). set-proc-title no keeps
+  #    the command line (the pidfile marker) as it was given.
   ar_start_bg "$REDIS_PID" "$REDIS_LOG" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
-    --dir "$A/redis" --daemonize no --save "" --appendonly no --protected-mode yes
+    --dir "$A/redis" --daemonize no --save "" --appendonly no --protected-mode yes --set-proc-title no
 
-  # 3. Meanwhile: migrate the database and create the two users (skipped when they exist).
+  # 3. Meanwhile: migrate the database and create the two users (once per run state).
   local boot_pid="" users_stamp="$A/home/.flywheel-users"
   if [[ ! -f "$DB_FILE" || ! -f "$users_stamp" ]]; then
-    (cd "$A" && run_argilla "$VENV/bin/python" "$HELPERS/bootstrap.py" \
+    "${ARGILLA_ENV[@]}" "$VENV/bin/python" "$HELPERS/bootstrap.py" \
       "$OWNER_USERNAME:owner:$OWNER_PASSWORD:$OWNER_API_KEY" \
-      "$ANNOTATOR_USERNAME:annotator:$ANNOTATOR_PASSWORD:$ANNOTATOR_API_KEY") >"$LOGS/bootstrap.log" 2>&1 &
+      "$ANNOTATOR_USERNAME:annotator:$ANNOTATOR_PASSWORD:$ANNOTATOR_API_KEY" >"$LOGS/bootstrap.log" 2>&1 </dev/null &
     boot_pid=$!
   fi
 
@@ -470,15 +493,22 @@ cmd_start() {
   ar_wait opensearch "$OS_PID" "$OS_MARK" "$OS_LOG" opensearch_ok || die "opensearch did not start"
   log "opensearch ready on 127.0.0.1:$OS_HTTP_PORT ($(ar_elapsed "$t0")s)"
 
-  # 4. argilla-server and its rq worker.
-  (cd "$A" && ar_start_bg "$SERVER_PID" "$SERVER_LOG" run_argilla "$VENV/bin/python" -m argilla_server start \
-    --host 127.0.0.1 --port "$ARGILLA_PORT")
-  (cd "$A" && ar_start_bg "$WORKER_PID" "$WORKER_LOG" run_argilla "$VENV/bin/python" -m argilla_server worker \
-    --num-workers 1)
+  # 4. argilla-server and its rq worker (one work horse).
+  ar_start_bg "$SERVER_PID" "$SERVER_LOG" "${ARGILLA_ENV[@]}" "$VENV/bin/python" -m argilla_server start \
+    --host 127.0.0.1 --port "$ARGILLA_PORT"
+  ar_start_bg "$WORKER_PID" "$WORKER_LOG" "${ARGILLA_ENV[@]}" "$VENV/bin/python" -m argilla_server worker \
+    --num-workers 1
   ar_wait argilla-server "$SERVER_PID" "$SERVER_MARK" "$SERVER_LOG" server_ok || die "argilla-server did not start"
   ar_wait argilla-worker "$WORKER_PID" "$WORKER_MARK" "$WORKER_LOG" worker_ok || die "the rq worker did not start"
   write_env_file
+  trap - EXIT
   log "argilla ready at http://127.0.0.1:$ARGILLA_PORT in $(ar_elapsed "$t0")s (env: $ENV_FILE)"
+}
+
+start_failed() { # STATUS
+  [[ "$1" == 0 ]] && return 0
+  log "start failed: stopping what was started (logs: $LOGS)"
+  cmd_stop || true
 }
 
 # ------------------------------------------------------------------------------------ stop, health, env
@@ -532,6 +562,7 @@ cmd_env() {
 
 cmd_clean() {
   cmd_stop
+  [[ "$OSDIR" != "$A/opensearch" ]] && rm -rf "$OSDIR"
   rm -rf "$A"
   log "removed $A"
 }

@@ -5,9 +5,9 @@
 #   deploy/kafka.sh start    format a fresh log dir and start the node on free 127.0.0.1 ports
 #   deploy/kafka.sh health   a kafka-python admin round trip; exit 0 when the broker serves metadata
 #   deploy/kafka.sh stop     stop the node by the PID in its pidfile
+#   deploy/kafka.sh env      print FLYWHEEL_TEST_KAFKA_BOOTSTRAP=127.0.0.1:PORT (deploy/stack.sh gathers it)
 #
-# Run state lives in $FLYWHEEL_RUN_DIR/kafka: server.properties, kafka.log, kafka.pid, data/, and `env`
-# (FLYWHEEL_TEST_KAFKA_BOOTSTRAP=127.0.0.1:PORT), which deploy/stack.sh gathers into stack.env.
+# Run state lives in $FLYWHEEL_RUN_DIR/kafka: server.properties, kafka.log, kafka.pid, data/, env.
 # The CLI tools are on the same classpath, e.g.
 #   java -cp "$FLYWHEEL_CACHE/kafka-4.4.0/lib/*" org.apache.kafka.tools.TopicCommand --bootstrap-server ADDR --list
 set -euo pipefail
@@ -121,7 +121,7 @@ start() {
     wait_until kafka "$START_TIMEOUT" "$PIDFILE" "$PROPS" "$LOGFILE" probe
     return 0
   fi
-  fetch
+  [[ -f "$HOME_DIR/.complete" ]] || fetch
   # Every start is a fresh single-node cluster: test data never outlives a stop.
   rm -rf "$KDIR"
   mkdir -p "$KDIR/data"
@@ -162,8 +162,12 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   health) health ;;
+  env)
+    running_pid >/dev/null || die "not running: run deploy/kafka.sh start first"
+    cat "$KDIR/env"
+    ;;
   *)
-    echo "usage: $0 {fetch|start|stop|health}" >&2
+    echo "usage: $0 {fetch|start|stop|health|env}" >&2
     exit 2
     ;;
 esac

@@ -9,13 +9,15 @@
 # Processes are started in the background with their PID in a pidfile, and stopped by that PID only:
 # several stacks (other engineers, CI) may run on one machine, so nothing is ever killed by name.
 
+# These are read by the scripts that source this file.
+# shellcheck disable=SC2034
 DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO_DIR="$(dirname "$DEPLOY_DIR")"
 RUN_DIR="${FLYWHEEL_RUN_DIR:-$REPO_DIR/.run}"
 CACHE_DIR="${FLYWHEEL_CACHE:-$HOME/.cache/flywheel}"
 PYTHON="${FLYWHEEL_PYTHON:-$REPO_DIR/.venv/bin/python}"
 JAVA="${JAVA_HOME:+$JAVA_HOME/bin/}java"
-# Pinned: Maven 3.8 would otherwise bind the ancient 2.8 plugin to a bare `dependency:` prefix.
+# Pinned, so every machine runs the same plugin (a bare `dependency:` prefix takes whatever is newest).
 MVN_DEP_PLUGIN="org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 LOG_TAG="${LOG_TAG:-deploy}"
 
@@ -55,12 +57,20 @@ require_python() {
   [[ -x "$PYTHON" ]] || die "$PYTHON not found: create the venv (pip install -e '.[dev]') or set FLYWHEEL_PYTHON"
 }
 
+# proc_stat PID: print "STATE PPID PGRP" from /proc (the command name before them may contain spaces).
+proc_stat() {
+  local line state ppid pgrp _
+  line="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
+  read -r state ppid pgrp _ <<<"${line##*) }"
+  printf '%s %s %s
+' "$state" "$ppid" "$pgrp"
+}
+
 # pid_alive PID: true while the process exists and is not a zombie waiting to be reaped.
 pid_alive() {
-  local state
-  kill -0 "$1" 2>/dev/null || return 1
-  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null || true)"
-  [[ -n "$state" && "$state" != Z ]]
+  local state _
+  read -r state _ < <(proc_stat "$1") || return 1
+  [[ "$state" != Z ]]
 }
 
 # pidfile_pid PIDFILE MARKER: print the recorded PID if that process is alive and its command line contains
@@ -85,29 +95,43 @@ start_bg() {
   printf '%s\n' "$!" >"$pidfile"
 }
 
-# stop_pidfile NAME PIDFILE MARKER [GRACE_SECONDS]: TERM the recorded PID, wait, then KILL. Only that PID.
+# stop_pidfile NAME PIDFILE MARKER [GRACE_SECONDS]: TERM the recorded PID, wait, then KILL.
+# A process started by start_bg leads its own process group (the group id is the recorded PID), so the
+# signals go to that group: helpers it spawned (workers, wrapper shells) stop with it. Nothing else is
+# ever signalled: no names, no patterns.
 stop_pidfile() {
-  local name="$1" pidfile="$2" marker="$3" grace="${4:-20}" pid i
+  local name="$1" pidfile="$2" marker="$3" grace="${4:-20}" pid target i _ pgrp
   if ! pid="$(pidfile_pid "$pidfile" "$marker")"; then
-    [[ -f "$pidfile" ]] && log "$name: not running (stale pidfile removed)" || log "$name: not running"
+    if [[ -f "$pidfile" ]]; then
+      log "$name: not running (stale pidfile removed)"
+    else
+      log "$name: not running"
+    fi
     rm -f "$pidfile"
     return 0
   fi
+  target="$pid"
+  read -r _ _ pgrp < <(proc_stat "$pid") || true
+  [[ "${pgrp:-}" == "$pid" ]] && target="-$pid"
   log "$name: stopping pid $pid"
-  kill -TERM "$pid" 2>/dev/null || true
+  kill -TERM -- "$target" 2>/dev/null || true
   for ((i = 0; i < grace * 10; i++)); do
     pid_alive "$pid" || break
     sleep 0.1
   done
   if pid_alive "$pid"; then
     log "$name: pid $pid ignored TERM for ${grace}s, sending KILL"
-    kill -KILL "$pid" 2>/dev/null || true
+    kill -KILL -- "$target" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do
       pid_alive "$pid" || break
       sleep 0.1
     done
   fi
   pid_alive "$pid" && die "$name: pid $pid is still alive"
+  # Group members that outlived their leader would hold ports and files: end them too.
+  if [[ "$target" == -* ]]; then
+    kill -KILL -- "$target" 2>/dev/null || true
+  fi
   rm -f "$pidfile"
   log "$name: stopped"
 }
@@ -146,6 +170,7 @@ wait_until() {
 
 # tcp_open PORT: true once something accepts TCP connections on 127.0.0.1:PORT (bash's /dev/tcp, no tools).
 tcp_open() {
+  # shellcheck disable=SC2016 # $1 is expanded by the inner bash, on purpose
   timeout 2 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1"' _ "$1"
 }
 

@@ -5,9 +5,9 @@
 #   deploy/s3.sh start    start with fresh random keys and an empty store, create the test bucket
 #   deploy/s3.sh health   a signed boto3 list_buckets; exit 0 when the server authenticates and answers
 #   deploy/s3.sh stop     stop the server by the PID in its pidfile
+#   deploy/s3.sh env      print the FLYWHEEL_TEST_S3_* lines (endpoint, keys, bucket; deploy/stack.sh gathers them)
 #
-# Run state lives in $FLYWHEEL_RUN_DIR/s3: s3proxy.conf, s3proxy.log, s3proxy.pid, data/ (the objects), and
-# `env` (FLYWHEEL_TEST_S3_ENDPOINT/ACCESS_KEY/SECRET_KEY/BUCKET), which deploy/stack.sh gathers into stack.env.
+# Run state lives in $FLYWHEEL_RUN_DIR/s3: s3proxy.conf, s3proxy.log, s3proxy.pid, data/ (the objects), env.
 set -euo pipefail
 
 LOG_TAG=s3
@@ -49,7 +49,8 @@ fetch() {
 
 running_pid() { pidfile_pid "$PIDFILE" "$CONF"; }
 
-# The keys are read from the run dir's env file and handed to the probe through its environment.
+# probe [BUCKET]: signed list_buckets, creating BUCKET if given. The keys are read from the run dir's env
+# file and handed to the probe through its environment.
 probe() {
   local endpoint key secret bucket="${1:-}"
   endpoint="$(sed -n 's/^FLYWHEEL_TEST_S3_ENDPOINT=//p' "$SDIR/env")"
@@ -65,7 +66,7 @@ health() {
     return 1
   }
   require_python
-  probe
+  probe "" # no bucket: a health check changes nothing
 }
 
 start() {
@@ -76,7 +77,7 @@ start() {
     wait_until s3 "$START_TIMEOUT" "$PIDFILE" "$CONF" "$LOGFILE" probe "$S3_BUCKET"
     return 0
   fi
-  fetch
+  [[ -f "$HOME_DIR/.complete" ]] || fetch
   # Every start is an empty store with new keys: test data never outlives a stop.
   rm -rf "$SDIR"
   mkdir -p "$SDIR/data"
@@ -128,8 +129,12 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   health) health ;;
+  env)
+    running_pid >/dev/null || die "not running: run deploy/s3.sh start first"
+    cat "$SDIR/env"
+    ;;
   *)
-    echo "usage: $0 {fetch|start|stop|health}" >&2
+    echo "usage: $0 {fetch|start|stop|health|env}" >&2
     exit 2
     ;;
 esac

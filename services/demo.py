@@ -38,7 +38,8 @@ def _planted_bad_lines() -> list[bytes]:
     return [
         b'{"event_id": "broken-1", "type": "rating", "ts": "2026-11-01T00:00:00Z"',
         b'{"event_id": "bad-type", "type": "like", "ts": "2026-11-01T00:00:00Z", "interaction_id": "x"}',
-        b'{"event_id": "bad-score", "type": "rating", "ts": "2026-11-01T00:00:00Z", "interaction_id": "x", "score": 11}',
+        b'{"event_id": "bad-score", "type": "rating", "ts": "2026-11-01T00:00:00Z", "interaction_id": "x", '
+        b'"score": 11}',
         b'{"type": "copy", "ts": "2026-11-01T00:00:00Z", "interaction_id": "x"}',
     ]
 

@@ -21,7 +21,7 @@ from types import TracebackType
 from typing import Any
 
 from kafka import KafkaProducer
-from kafka.errors import KafkaError, NoBrokersAvailable
+from kafka.errors import KafkaError, KafkaTimeoutError
 
 from schemas.events import EventBase
 
@@ -66,10 +66,10 @@ class Emitter:
                 batch_size=batch_size,
                 compression_type=None,
                 max_block_ms=int(connect_timeout_s * 1000),
-                api_version_auto_timeout_ms=int(connect_timeout_s * 1000),
+                bootstrap_timeout_ms=int(connect_timeout_s * 1000),
                 **producer_options,
             )
-        except NoBrokersAvailable as e:
+        except KafkaTimeoutError as e:
             raise EmitterError(f"cannot reach Kafka at {bootstrap_servers}: no broker answered") from e
         except KafkaError as e:
             raise EmitterError(f"cannot connect to Kafka at {bootstrap_servers}: {e}") from e

@@ -195,7 +195,13 @@ class CaptureBatcher:
                 attempt += 1
                 log.warning(
                     "writing %s[%d] offsets %d..%d to %s failed (attempt %d), retrying: %s",
-                    topic, partition, buf.first_offset, buf.last_offset, self._store.url, attempt, e,
+                    topic,
+                    partition,
+                    buf.first_offset,
+                    buf.last_offset,
+                    self._store.url,
+                    attempt,
+                    e,
                 )
                 time.sleep(min(self._retry_delay_s * attempt, 30.0))
 

@@ -121,9 +121,9 @@ def generate(config: SimulationConfig) -> Iterator[tuple[dict[str, Any], Truth |
         user = rng.choice(users)
         if user not in sessions or rng.random() < 0.2:
             sessions[user] = f"s-{rng.getrandbits(48):012x}"
-        made += _interaction(
-            rng, clock, config, task, user, sessions[user], segment_of[user], ts, late, retry_of=None
-        )[0]
+        made += _interaction(rng, clock, config, task, user, sessions[user], segment_of[user], ts, late, retry_of=None)[
+            0
+        ]
     yield from clock.pop_until(None)
 
 
@@ -157,10 +157,7 @@ def _interaction(
         p_good = min(0.95, p_good + 0.1)  # a regeneration is a bit likelier to be fine
     good = rng.random() < p_good
     good_text = rng.choice(topic.good).format(slot=slot)
-    if good:
-        output = good_text
-    else:
-        output = rng.choice(topic.bad + GENERIC_BAD).format(slot=slot)
+    output = good_text if good else rng.choice(topic.bad + GENERIC_BAD).format(slot=slot)
     iid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
     event: dict[str, Any] = {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
@@ -244,5 +241,3 @@ def _interaction(
             base = rng.choice((4, 5)) if good else rng.choice((1, 2, 2, 3))
             feedback("rating", rng.uniform(5, 120), score=base, comment="thanks" if good else "not what I asked")
     return made, iid
-
-

@@ -39,8 +39,14 @@ class Record:
 
 def event(i: int, *, day: int = 27) -> bytes:
     return json.dumps(
-        {"event_id": f"e{i}", "type": "dwell", "ts": f"2026-11-{day}T10:00:00Z", "interaction_id": f"i{i}",
-         "dwell_ms": i, "extra_field": "kept"}
+        {
+            "event_id": f"e{i}",
+            "type": "dwell",
+            "ts": f"2026-11-{day}T10:00:00Z",
+            "interaction_id": f"i{i}",
+            "dwell_ms": i,
+            "extra_field": "kept",
+        }
     ).encode()
 
 
@@ -134,9 +140,7 @@ def test_partitions_are_written_separately(tmp_path: Path) -> None:
 
     asyncio.run(run())
     names = [k.rsplit("/", 1)[1] for k in h.store.list(RAW_EVENTS_PREFIX)]
-    assert sorted(names) == sorted(
-        [f"t+0+{0:020d}+{1:020d}.parquet", f"t+1+{0:020d}+{1:020d}.parquet"]
-    )
+    assert sorted(names) == sorted([f"t+0+{0:020d}+{1:020d}.parquet", f"t+1+{0:020d}+{1:020d}.parquet"])
     assert {k: v for c in h.commits for k, v in c.items()} == {("t", 0): 2, ("t", 1): 2}
 
 
@@ -173,8 +177,13 @@ def test_an_unreachable_lake_is_retried_and_nothing_is_committed_meanwhile(tmp_p
 
     store = FlakyStore(tmp_path)
     batcher = CaptureBatcher(
-        store, commit=commits.append, dead_letter=dead_letter, batch_size=10, flush_interval_s=60,
-        max_event_bytes=2048, retry_delay_s=0.01,
+        store,
+        commit=commits.append,
+        dead_letter=dead_letter,
+        batch_size=10,
+        flush_interval_s=60,
+        max_event_bytes=2048,
+        retry_delay_s=0.01,
     )
 
     async def run() -> None:

@@ -47,7 +47,7 @@ def test_reactions_follow_the_hidden_quality() -> None:
 
 
 def test_traffic_has_duplicates_late_and_out_of_order_events() -> None:
-    events, truth = run()
+    events, _truth = run()
     ids = Counter(str(e["event_id"]) for e in events)
     assert any(c > 1 for c in ids.values())
     seen: set[str] = set()

@@ -1,0 +1,173 @@
+"""Signal features per interaction, from its events.
+
+One row per interaction: what was served (app, task, model version, input and output text)
+and what the user did with it: edit ratio (normalised edit distance between the output and
+the text the user kept), retries and the time to the first one, copy, accept, explicit
+rating, how close the follow-up prompt is to the original (a rephrase), dwell, corrections,
+explicit abandonment, and abandonment inferred when nothing positive and no activity at all
+follows within a window. Input is the lake's event frame, already deduplicated by event_id,
+so a late event joins its interaction on the next pass and a duplicate counts once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import polars as pl
+from rapidfuzz import process
+from rapidfuzz.distance import Indel, Levenshtein
+
+BAD, GOOD = 0, 1
+
+FEATURE_COLUMNS = (
+    "edit_ratio",
+    "n_edits",
+    "n_retries",
+    "time_to_retry_s",
+    "copied",
+    "accepted",
+    "rephrase_similarity",
+    "dwell_ms",
+    "corrected",
+    "abandoned_explicit",
+    "abandoned_inferred",
+    "explicit_label",
+    "n_feedback",
+)
+
+_REQUIRED = ("event_id", "type", "ts", "interaction_id", "input", "output", "model", "app", "task", "raw")
+
+
+def interaction_features(
+    events: pl.DataFrame, *, abandon_window: timedelta = timedelta(minutes=10), now: datetime | None = None
+) -> pl.DataFrame:
+    """One row per interaction with its signal features.
+
+    `now` is the watermark for inferring abandonment (default: the newest event time); an
+    interaction younger than the window has abandoned_inferred = null (not decided yet).
+    """
+    missing = [c for c in _REQUIRED if c not in events.columns]
+    if missing:
+        raise ValueError(f"expected the lake's event columns, missing {missing}; got {events.columns}")
+    interactions = _interactions(events)
+    feedback = events.filter(pl.col("type") != "interaction").join(
+        interactions.select("interaction_id", pl.col("ts").alias("served_at")), on="interaction_id", how="inner"
+    )
+    if now is None:
+        newest = events.get_column("ts").max()
+        now = newest if isinstance(newest, datetime) else datetime.now().astimezone()
+    frame = interactions.join(_aggregate(feedback, abandon_window), on="interaction_id", how="left")
+    frame = frame.with_columns(
+        pl.col("n_feedback").fill_null(0),
+        pl.col("n_edits").fill_null(0),
+        pl.col("n_retries").fill_null(0),
+        pl.col("copied").fill_null(False),
+        pl.col("accepted").fill_null(False),
+        pl.col("corrected").fill_null(False),
+        pl.col("abandoned_explicit").fill_null(False),
+        pl.col("explicit_label").fill_null(-1),
+        pl.col("active_in_window").fill_null(False),
+        pl.col("positive").fill_null(False),
+    )
+    decided = pl.col("ts") + abandon_window <= pl.lit(now)
+    frame = frame.with_columns(
+        pl.when(decided)
+        .then(~pl.col("positive") & ~pl.col("active_in_window"))
+        .otherwise(None)
+        .alias("abandoned_inferred")
+    ).drop("active_in_window", "positive")
+    frame = _with_edit_ratio(frame)
+    return _with_rephrase_similarity(frame)
+
+
+def _interactions(events: pl.DataFrame) -> pl.DataFrame:
+    served = events.filter(pl.col("type") == "interaction")
+    last_user_message = (
+        pl.col("input")
+        .struct.field("messages")
+        .list.eval(pl.element().filter(pl.element().struct.field("role") == "user").struct.field("content"))
+        .list.last()
+    )
+    return served.select(
+        "interaction_id",
+        "ts",
+        "app",
+        "task",
+        "user_id",
+        "session_id",
+        pl.col("model").struct.field("id").alias("model_id"),
+        pl.col("model").struct.field("version").alias("model_version"),
+        pl.coalesce(pl.col("input").struct.field("prompt"), last_user_message, pl.lit("")).alias("input_text"),
+        pl.col("output").fill_null("").alias("output_text"),
+        pl.col("raw").str.json_path_match("$.metadata.segment").fill_null("unknown").alias("segment"),
+    ).unique(subset="interaction_id", keep="first", maintain_order=True)
+
+
+def _aggregate(feedback: pl.DataFrame, window: timedelta) -> pl.DataFrame:
+    kind = pl.col("type")
+    after = (pl.col("ts") - pl.col("served_at")).dt.total_milliseconds() / 1000.0
+    explicit = (
+        pl.when(pl.col("thumbs") == "up").then(GOOD)
+        .when(pl.col("thumbs") == "down").then(BAD)
+        .when(pl.col("score") >= 4).then(GOOD)
+        .when(pl.col("score") <= 2).then(BAD)
+        .otherwise(None)
+    )
+    return (
+        feedback.sort("ts")
+        .group_by("interaction_id")
+        .agg(
+            pl.len().alias("n_feedback"),
+            (kind == "edit").sum().alias("n_edits"),
+            pl.col("text").filter(kind == "edit").last().alias("edited_text"),
+            (kind == "retry").sum().alias("n_retries"),
+            after.filter(kind == "retry").min().alias("time_to_retry_s"),
+            (kind == "copy").any().alias("copied"),
+            (kind == "accept").any().alias("accepted"),
+            (kind == "correction").any().alias("corrected"),
+            pl.col("text").filter(kind == "correction").last().alias("correction_text"),
+            (kind == "abandon").any().alias("abandoned_explicit"),
+            pl.col("prompt").filter(kind == "followup").alias("followups"),
+            pl.col("dwell_ms").filter(kind == "dwell").max().alias("dwell_ms"),
+            explicit.filter(kind == "rating").last().alias("explicit_label"),
+            ((after <= window.total_seconds()) & (kind != "dwell")).any().alias("active_in_window"),
+            (kind.is_in(["copy", "accept"]) | ((kind == "rating") & (explicit == GOOD))).any().alias("positive"),
+        )
+    )
+
+
+def _with_edit_ratio(frame: pl.DataFrame) -> pl.DataFrame:
+    """Normalised Levenshtein distance between the output and the kept text; null when not edited."""
+    edited = frame.get_column("edited_text")
+    mask = edited.is_not_null().to_numpy()
+    ratio = np.full(frame.height, np.nan)
+    if mask.any():
+        outputs = frame.get_column("output_text").to_numpy()[mask]
+        kept = edited.to_numpy()[mask]
+        ratio[mask] = process.cpdist(outputs, kept, scorer=Levenshtein.normalized_distance, workers=-1)
+    return frame.with_columns(pl.Series("edit_ratio", ratio).fill_nan(None))
+
+
+def _with_rephrase_similarity(frame: pl.DataFrame) -> pl.DataFrame:
+    """Highest similarity between the original prompt and any follow-up prompt (1 = same words)."""
+    pairs = (
+        frame.select("interaction_id", "input_text", "followups")
+        .explode("followups")
+        .drop_nulls("followups")
+    )
+    if pairs.is_empty():
+        return frame.with_columns(pl.lit(None, dtype=pl.Float64).alias("rephrase_similarity")).drop("followups")
+    similarity = process.cpdist(
+        pairs.get_column("input_text").str.to_lowercase().to_numpy(),
+        pairs.get_column("followups").str.to_lowercase().to_numpy(),
+        scorer=Indel.normalized_similarity,
+        workers=-1,
+    )
+    best = (
+        pairs.select("interaction_id")
+        .with_columns(pl.Series("rephrase_similarity", similarity, dtype=pl.Float64))
+        .group_by("interaction_id")
+        .agg(pl.col("rephrase_similarity").max())
+    )
+    return frame.drop("followups").join(best, on="interaction_id", how="left")
