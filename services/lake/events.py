@@ -1,0 +1,148 @@
+"""The raw event table of the lake: validated events as Parquet, one file per captured batch.
+
+Layout: raw/events/date=YYYY-MM-DD/<topic>+<partition>+<first offset>+<last offset>.parquet,
+the date being the event's own `ts` date. The name is fixed by the Kafka range, so replaying a
+batch rewrites the same file. Columns are the union of all event fields (nullable), the Kafka
+position, and `raw`, the event's original JSON, which keeps metadata and unknown extra fields.
+Readers deduplicate by event_id.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Sequence
+from datetime import date
+
+import polars as pl
+
+from services.lake.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+RAW_EVENTS_PREFIX = "raw/events"
+
+_MODEL = pl.Struct({"id": pl.String, "version": pl.String, "provider": pl.String})
+_MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
+_INPUT = pl.Struct({"prompt": pl.String, "messages": pl.List(_MESSAGE)})
+
+# What polars reads from each event's JSON. Types were already checked by the pydantic
+# contract before a line gets here, so this only shapes columns.
+EVENT_JSON_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "type": pl.String(),
+    "schema_version": pl.Int64(),
+    "interaction_id": pl.String(),
+    "session_id": pl.String(),
+    "user_id": pl.String(),
+    "app": pl.String(),
+    "task": pl.String(),
+    "model": _MODEL,
+    "input": _INPUT,
+    "output": pl.String(),
+    "latency_ms": pl.Int64(),
+    "thumbs": pl.String(),
+    "score": pl.Int64(),
+    "comment": pl.String(),
+    "text": pl.String(),
+    "new_interaction_id": pl.String(),
+    "chars": pl.Int64(),
+    "reason": pl.String(),
+    "prompt": pl.String(),
+    "next_interaction_id": pl.String(),
+    "dwell_ms": pl.Int64(),
+}
+
+POSITION_SCHEMA: dict[str, pl.DataType] = {
+    "ts": pl.Datetime("us", "UTC"),
+    "kafka_topic": pl.String(),
+    "kafka_partition": pl.Int32(),
+    "kafka_offset": pl.Int64(),
+    "raw": pl.String(),
+}
+
+EVENTS_SCHEMA = pl.Schema({**EVENT_JSON_SCHEMA, **POSITION_SCHEMA})
+
+
+def batch_file_key(topic: str, partition: int, first: int, last: int, day: date) -> str:
+    return f"{RAW_EVENTS_PREFIX}/date={day.isoformat()}/{topic}+{partition}+{first:020d}+{last:020d}.parquet"
+
+
+def events_frame(
+    lines: Sequence[bytes], *, ts_us: Sequence[int], topic: str, partition: int, offsets: Sequence[int]
+) -> pl.DataFrame:
+    """Build the table rows for validated JSON lines (one compact JSON object per line)."""
+    if not lines:
+        return pl.DataFrame(schema=EVENTS_SCHEMA)
+    try:
+        body = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=EVENT_JSON_SCHEMA)
+    except BaseException as e:  # polars raises PanicException (a BaseException) on some inputs
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        log.warning("batch of %d lines did not parse as one (%s); parsing line by line", len(lines), e)
+        body = pl.concat([_parse_line(line) for line in lines], how="vertical")
+    return body.with_columns(
+        pl.Series("ts", ts_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
+        pl.lit(topic, dtype=pl.String).alias("kafka_topic"),
+        pl.lit(partition, dtype=pl.Int32).alias("kafka_partition"),
+        pl.Series("kafka_offset", offsets, dtype=pl.Int64),
+        pl.Series("raw", lines, dtype=pl.Binary).cast(pl.String),
+    )
+
+
+def _parse_line(line: bytes) -> pl.DataFrame:
+    """One line on its own; a line polars cannot shape keeps its ids, and `raw` keeps the rest."""
+    try:
+        return pl.read_ndjson(io.BytesIO(line), schema=EVENT_JSON_SCHEMA)
+    except BaseException as e:
+        if isinstance(e, KeyboardInterrupt | SystemExit):
+            raise
+        event = json.loads(line)
+        ids = {k: event.get(k) for k in ("event_id", "type", "interaction_id")}
+        return pl.DataFrame([ids], schema=EVENT_JSON_SCHEMA)
+
+
+def write_events(
+    store: ObjectStore,
+    frame: pl.DataFrame,
+    *,
+    topic: str,
+    partition: int,
+    first_offset: int,
+    last_offset: int,
+    compression_level: int = 1,
+) -> list[str]:
+    """Write one captured batch, split by event date. Returns the keys written."""
+    keys: list[str] = []
+    if frame.is_empty():
+        return keys
+    frame = frame.with_columns(pl.col("ts").dt.date().alias("_day"))
+    for (day,), part in frame.group_by("_day", maintain_order=True):
+        key = batch_file_key(topic, partition, first_offset, last_offset, day)
+        buf = io.BytesIO()
+        part.drop("_day").write_parquet(buf, compression="zstd", compression_level=compression_level)
+        store.put(key, buf.getvalue())
+        keys.append(key)
+    return keys
+
+
+def read_events(store: ObjectStore, *, types: Sequence[str] | None = None) -> pl.DataFrame:
+    """All captured events as one frame, each event_id once (its first capture wins)."""
+    keys = [k for k in store.list(RAW_EVENTS_PREFIX) if k.endswith(".parquet")]
+    if not keys:
+        return pl.DataFrame(schema=EVENTS_SCHEMA)
+    local = [store.local_path(k) for k in keys]
+    sources: list[pl.LazyFrame]
+    if all(p is not None for p in local):
+        sources = [pl.scan_parquet([str(p) for p in local], schema=EVENTS_SCHEMA)]
+    else:
+        sources = [pl.read_parquet(io.BytesIO(store.get(k))).lazy() for k in keys]
+    frame = pl.concat(sources, how="vertical")
+    if types is not None:
+        frame = frame.filter(pl.col("type").is_in(list(types)))
+    return (
+        frame.sort("kafka_topic", "kafka_partition", "kafka_offset")
+        .unique(subset="event_id", keep="first", maintain_order=True)
+        .collect()
+    )

@@ -1,0 +1,149 @@
+"""Where the lake lives: a local directory or an S3 prefix, behind one small interface.
+
+The store knows nothing about Parquet; it moves bytes under deterministic keys. Writes are
+atomic (a temp file renamed into place locally; a single PUT on S3), so readers never see
+a partial object.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlparse
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+
+class ObjectStore(Protocol):
+    """Bytes under '/'-separated keys."""
+
+    @property
+    def url(self) -> str: ...
+
+    def put(self, key: str, data: bytes) -> None: ...
+    def get(self, key: str) -> bytes: ...
+    def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
+    def list(self, prefix: str) -> list[str]: ...
+    def local_path(self, key: str) -> Path | None: ...
+
+
+@dataclass(frozen=True)
+class LocalStore:
+    root: Path
+
+    @property
+    def url(self) -> str:
+        return str(self.root)
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the target and rename: a crash leaves a dot-file that readers skip,
+        # never a truncated file under the real name.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.exists():
+            return []
+        paths: Iterator[Path] = base.rglob("*") if base.is_dir() else iter([base])
+        return sorted(
+            p.relative_to(self.root).as_posix()
+            for p in paths
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+
+class S3Store:
+    """An S3 prefix, reached with boto3's standard credential chain (or explicit options)."""
+
+    def __init__(self, url: str, *, client: S3Client | None = None, **client_options: Any) -> None:
+        parsed = urlparse(url)
+        if parsed.scheme != "s3" or not parsed.netloc:
+            raise ValueError(f"expected an s3://bucket/prefix URL, got {url!r}")
+        self._url = url
+        self.bucket = parsed.netloc
+        self.prefix = parsed.path.strip("/")
+        if client is None:
+            import boto3
+
+            client = boto3.client("s3", **client_options)
+        self.client = client
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put(self, key: str, data: bytes) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data)
+
+    def get(self, key: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read()
+
+    def exists(self, key: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self._key(key))
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def list(self, prefix: str) -> list[str]:
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self._key(prefix)):
+            keys.extend(obj["Key"][strip:] for obj in page.get("Contents", []))
+        return sorted(k for k in keys if not k.rsplit("/", 1)[-1].startswith("."))
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+
+def open_store(url: str | Path, **s3_options: Any) -> ObjectStore:
+    """A store for a local path or an s3:// URL. S3 options go to boto3.client (endpoint_url, ...)."""
+    text = str(url)
+    if text.startswith("s3://"):
+        return S3Store(text, **s3_options)
+    if "://" in text:
+        raise ValueError(f"expected a local path or an s3:// URL, got {text!r}")
+    return LocalStore(Path(text).expanduser().resolve())
