@@ -57,7 +57,7 @@ class CaptureService:
             compression_level=settings.compression_level,
             on_flush=self._flushed,
         )
-        subscriber = self.broker.subscriber(
+        self._subscriber = self.broker.subscriber(
             settings.topic,
             group_id=settings.group_id,
             batch=True,
@@ -66,8 +66,29 @@ class CaptureService:
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.MANUAL,
             on_revoke=self._on_revoke,
+            parser=self._lean_batch,
+            decoder=self._no_decoding,
         )
-        subscriber(self._on_batch)
+        self._subscriber(self._on_batch)
+
+    # FastStream's default batch parser and decoder build a message object, parse headers and
+    # json-decode the body of every record: 70% of capture's time in a profile. Capture reads
+    # the raw records itself, so the batch is wrapped once and nothing is decoded.
+    def _lean_batch(self, records: tuple[Any, ...]) -> KafkaMessage:
+        first = records[0]
+        return KafkaMessage(
+            body=b"",
+            headers={},
+            raw_message=records,
+            message_id=f"{first.topic()}-{first.partition()}-{first.offset()}+{len(records)}",
+            correlation_id=f"{first.topic()}-{first.partition()}-{first.offset()}",
+            consumer=self._subscriber.consumer,  # type: ignore[arg-type]
+            is_manual=True,
+        )
+
+    @staticmethod
+    def _no_decoding(msg: KafkaMessage) -> None:
+        return None
 
     async def _on_batch(self, msg: KafkaMessage) -> None:
         if self._consumer is None:

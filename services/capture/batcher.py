@@ -54,7 +54,6 @@ class _Buffer:
     last_offset: int = -1
     started: float = field(default_factory=time.monotonic)
     lines: list[bytes] = field(default_factory=list)
-    ts_us: list[int] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
 
 
@@ -108,19 +107,24 @@ class CaptureBatcher:
             rejected: list[Rejected] = []
             buffers = self._buffers
             limit = self._max_event_bytes
+            check = check_message
+            last: tuple[str, int] | None = None
+            buf: _Buffer | None = None
             for record in records:
                 topic, partition, offset = record.topic() or "", record.partition() or 0, record.offset() or 0
-                buf = buffers.get((topic, partition))
-                if buf is None:
-                    buf = buffers[topic, partition] = _Buffer(first_offset=offset)
+                if (topic, partition) != last:  # records come in runs per partition
+                    last = (topic, partition)
+                    buf = buffers.get(last)
+                    if buf is None:
+                        buf = buffers[last] = _Buffer(first_offset=offset)
+                assert buf is not None
                 buf.last_offset = offset
                 value = record.value()
-                verdict = check_message(value, max_bytes=limit)
+                verdict = check(value, max_bytes=limit)
                 if isinstance(verdict, Invalid):
                     rejected.append(Rejected(topic, partition, offset, record.key(), value, verdict.reason))
                     continue
-                buf.lines.append(verdict.line)
-                buf.ts_us.append(verdict.ts_us)
+                buf.lines.append(verdict)
                 buf.offsets.append(offset)
             if rejected:
                 # Durable in the dead-letter topic before any offset past them is committed.
@@ -177,7 +181,7 @@ class CaptureBatcher:
             self._on_flush(FlushStats(events=events, files=files, seconds=time.perf_counter() - started))
 
     def _write_with_retry(self, topic: str, partition: int, buf: _Buffer) -> int:
-        frame = events_frame(buf.lines, ts_us=buf.ts_us, topic=topic, partition=partition, offsets=buf.offsets)
+        frame = events_frame(buf.lines, topic=topic, partition=partition, offsets=buf.offsets)
         attempt = 0
         while True:
             try:

@@ -1,27 +1,20 @@
 """Checks one Kafka message against the event contract and says why it is rejected.
 
 The verdict is the pydantic contract's; no input raises. A valid message comes back as one
-compact JSON line (raw newlines are JSON whitespace, so they become spaces) with its
-timestamp in microseconds, ready for the columnar batch.
+JSON line (raw newlines are JSON whitespace, so they become spaces), ready for the columnar
+batch. This runs once per event on the consumer's thread, so it does nothing more.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
 
 from schemas.events import EVENT_ADAPTER, EVENT_TYPES
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Valid:
-    line: bytes
-    ts_us: int
+# The core validator itself: TypeAdapter's Python wrapper costs about a microsecond per event.
+_validate_json = EVENT_ADAPTER.validator.validate_json
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,20 +22,21 @@ class Invalid:
     reason: str
 
 
-def check_message(value: bytes | None, *, max_bytes: int) -> Valid | Invalid:
+def check_message(value: bytes | None, *, max_bytes: int) -> bytes | Invalid:
+    """The event as one JSON line, or why it is rejected."""
     if not value:
         return Invalid("empty message: no value")
     if len(value) > max_bytes:
         return Invalid(f"oversized: {len(value)} bytes, the limit is {max_bytes}")
     try:
-        event = EVENT_ADAPTER.validate_json(value)
+        _validate_json(value)
     except ValidationError as e:
         return Invalid(describe(e))
     except Exception as e:  # never let one message stop the consumer
         return Invalid(f"unreadable: {type(e).__name__}: {e}")
     if b"\n" in value or b"\r" in value:
         value = value.replace(b"\n", b" ").replace(b"\r", b" ")
-    return Valid(value, (event.ts - _EPOCH) // _MICROSECOND)
+    return value
 
 
 def describe(error: ValidationError, *, limit: int = 3) -> str:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from datetime import date
 
 import polars as pl
+from pydantic import AwareDatetime, TypeAdapter
 
 from services.lake.store import ObjectStore
 
@@ -33,6 +34,7 @@ EVENT_JSON_SCHEMA: dict[str, pl.DataType] = {
     "event_id": pl.String(),
     "type": pl.String(),
     "schema_version": pl.Int64(),
+    "ts": pl.String(),
     "interaction_id": pl.String(),
     "session_id": pl.String(),
     "user_id": pl.String(),
@@ -63,16 +65,16 @@ POSITION_SCHEMA: dict[str, pl.DataType] = {
 }
 
 EVENTS_SCHEMA = pl.Schema({**EVENT_JSON_SCHEMA, **POSITION_SCHEMA})
+_TS = pl.Datetime("us", "UTC")
+TS_ADAPTER: TypeAdapter[AwareDatetime] = TypeAdapter(AwareDatetime)
 
 
 def batch_file_key(topic: str, partition: int, first: int, last: int, day: date) -> str:
     return f"{RAW_EVENTS_PREFIX}/date={day.isoformat()}/{topic}+{partition}+{first:020d}+{last:020d}.parquet"
 
 
-def events_frame(
-    lines: Sequence[bytes], *, ts_us: Sequence[int], topic: str, partition: int, offsets: Sequence[int]
-) -> pl.DataFrame:
-    """Build the table rows for validated JSON lines (one compact JSON object per line)."""
+def events_frame(lines: Sequence[bytes], *, topic: str, partition: int, offsets: Sequence[int]) -> pl.DataFrame:
+    """Build the table rows for validated JSON lines (one JSON object per line)."""
     if not lines:
         return pl.DataFrame(schema=EVENTS_SCHEMA)
     try:
@@ -83,12 +85,22 @@ def events_frame(
         log.warning("batch of %d lines did not parse as one (%s); parsing line by line", len(lines), e)
         body = pl.concat([_parse_line(line) for line in lines], how="vertical")
     return body.with_columns(
-        pl.Series("ts", ts_us, dtype=pl.Int64).cast(pl.Datetime("us", "UTC")),
+        _parse_ts(body.get_column("ts")),
         pl.lit(topic, dtype=pl.String).alias("kafka_topic"),
         pl.lit(partition, dtype=pl.Int32).alias("kafka_partition"),
         pl.Series("kafka_offset", offsets, dtype=pl.Int64),
         pl.Series("raw", lines, dtype=pl.Binary).cast(pl.String),
     )
+
+
+def _parse_ts(text: pl.Series) -> pl.Series:
+    """ISO 8601 with an offset, in UTC. The few forms chrono's %+ misses get pydantic's parse."""
+    parsed = text.str.to_datetime(format="%+", time_zone="UTC", time_unit="us", strict=False)
+    missed = parsed.is_null() & text.is_not_null()
+    if missed.any():
+        fixed = [None if t is None else TS_ADAPTER.validate_python(t) for t in text.filter(missed).to_list()]
+        parsed = parsed.scatter(missed.arg_true(), pl.Series(fixed, dtype=_TS))
+    return parsed.alias("ts")
 
 
 def _parse_line(line: bytes) -> pl.DataFrame:

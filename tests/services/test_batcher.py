@@ -207,6 +207,23 @@ def test_records_after_close_are_left_for_the_next_start(tmp_path: Path) -> None
     assert h.commits == [] and h.store.list(RAW_EVENTS_PREFIX) == []
 
 
+def test_timestamps_in_every_iso_form_land_in_utc(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    forms = ["2026-11-27T10:00:00Z", "2026-11-27T11:00:00.5+01:00", "2026-11-27 10:00:00+00:00", "2026-11-27T10:00Z"]
+
+    async def run() -> None:
+        records = [
+            Record(json.dumps({"event_id": f"e{i}", "type": "accept", "ts": ts, "interaction_id": "i"}).encode(), i)
+            for i, ts in enumerate(forms)
+        ]
+        await h.batcher.add(records)
+        await h.batcher.close()
+
+    asyncio.run(run())
+    got = read_events(h.store).sort("event_id").get_column("ts").dt.strftime("%H:%M:%S%.6f").to_list()
+    assert got == ["10:00:00.000000", "10:00:00.500000", "10:00:00.000000", "10:00:00.000000"]
+
+
 def test_partial_writes_are_invisible(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     (tmp_path / "raw" / "events").mkdir(parents=True)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from services.capture.validate import Valid, check_message
+from services.capture.validate import check_message
 from services.simulator.output import simulate_to_file
 from services.simulator.traffic import SimulationConfig, Truth, generate
 
@@ -23,7 +23,7 @@ def run(n: int = 6000, **options: object) -> tuple[list[dict[str, object]], dict
 
 def test_every_event_meets_the_contract() -> None:
     events, truth = run(1500)
-    assert all(isinstance(check_message(json.dumps(e).encode(), max_bytes=1 << 20), Valid) for e in events)
+    assert all(isinstance(check_message(json.dumps(e).encode(), max_bytes=1 << 20), bytes) for e in events)
     assert 1500 <= len(truth) <= 1502
 
 
