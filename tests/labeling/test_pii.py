@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from labeling.pii import find_pii, mask_columns, mask_text
+from services.simulator.traffic import PII_SNIPPETS
+
+PLANTED = [
+    ("write to jane.doe+test@example.co.uk today", "jane.doe+test@example.co.uk", "[EMAIL]"),
+    ("call +1 415 555 0100 after 5", "+1 415 555 0100", "[PHONE]"),
+    ("my number is (030) 1234 5678", "1234 5678", "[PHONE]"),
+    ("card 4111 1111 1111 1111 exp 12/29", "4111 1111 1111 1111", "[CARD]"),
+    ("card 5500-0000-0000-0004", "5500-0000-0000-0004", "[CARD]"),
+    ("use sk-live-0042abcdefghijklmnopqrstuv please", "sk-live-0042abcdefghijklmnopqrstuv", "[SECRET]"),
+    ("key AKIAIOSFODNN7EXAMPLE in env", "AKIAIOSFODNN7EXAMPLE", "[SECRET]"),
+    ("token ghp_abcdefghijklmnopqrstuvwxyz0123", "ghp_abcdefghijklmnopqrstuvwxyz0123", "[SECRET]"),
+    ("Authorization: Bearer abc.def-ghi_jkl012345", "abc.def-ghi_jkl012345", "[SECRET]"),
+    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N", "eyJhbGciOiJIUzI1NiJ9", "[SECRET]"),
+    ("my password: hunter2hunter2", "hunter2hunter2", "[SECRET]"),
+]
+
+
+@pytest.mark.parametrize(("text", "secret", "placeholder"), PLANTED)
+def test_planted_pii_is_masked_in_python_and_in_polars(text: str, secret: str, placeholder: str) -> None:
+    masked = mask_text(text)
+    assert masked is not None and secret not in masked and placeholder in masked
+    column = mask_columns(pl.DataFrame({"t": [text]}), ["t"]).item()
+    assert secret not in column and placeholder in column
+
+
+def test_ordinary_text_is_left_alone() -> None:
+    for text in ["Order #4471 ships in 2 days", "Python 3.11 came out in 2022", "open Settings > Account",
+                 "version 2026-11-15 of the model", "it costs 49.99 euros"]:
+        assert mask_text(text) == text
+        assert mask_columns(pl.DataFrame({"t": [text]}), ["t"]).item() == text
+
+
+def test_the_simulator_plants_only_what_the_masker_finds() -> None:
+    for snippet in PII_SNIPPETS:
+        text = snippet.format(n=1234)
+        assert find_pii(text), text
+        masked = mask_text(text)
+        assert masked is not None and not find_pii(masked.replace("[EMAIL]", "").replace("[PHONE]", ""))
+
+
+def test_none_stays_none() -> None:
+    assert mask_text(None) is None
