@@ -69,12 +69,24 @@ die() {
   exit 1
 }
 
-ar_free_ports() { # N: N distinct free loopback ports, all held open until every one is chosen
-  python3 - "$1" <<'PY'
+ar_free_ports() { # N [PREFERRED...]: N distinct free loopback ports (the preferred ones where still free),
+  # all held open until every one is chosen
+  python3 - "$@" <<'PY'
 import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
+n, preferred = int(sys.argv[1]), [int(p) for p in sys.argv[2:]]
+socks = []
+for i in range(n):
+    s = socket.socket()
+    try:
+        # SO_REUSEADDR, as the servers themselves bind: a port whose old connections linger in TIME_WAIT
+        # is free for them; one with a listener is not.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", preferred[i] if i < len(preferred) else 0))
+    except OSError:
+        s.close()
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+    socks.append(s)
 print(" ".join(str(s.getsockname()[1]) for s in socks))
 PY
 }
@@ -306,21 +318,24 @@ ensure_search_user() {
 
 # The command prefix that runs (execs, no fork) a command as the search user when we are root.
 AS_SEARCH_USER=()
-[[ "$(id -u)" == 0 ]] && AS_SEARCH_USER=(setpriv "--reuid=$SEARCH_USER" "--regid=$SEARCH_USER" --init-groups --)
+if [[ "$(id -u)" == 0 ]]; then
+  AS_SEARCH_USER=(setpriv "--reuid=$SEARCH_USER" "--regid=$SEARCH_USER" --init-groups --)
+fi
 
 load_or_create_state() {
   if [[ ! -f "$STATE" ]]; then
-    umask 077
-    {
-      echo "OWNER_USERNAME=flywheel-owner"
-      echo "OWNER_PASSWORD=$(ar_token 20)"
-      echo "OWNER_API_KEY=owner.$(ar_token 40)"
-      echo "ANNOTATOR_USERNAME=flywheel-annotator"
-      echo "ANNOTATOR_PASSWORD=$(ar_token 20)"
-      echo "ANNOTATOR_API_KEY=annotator.$(ar_token 40)"
-      echo "AUTH_SECRET_KEY=$(ar_token 64)"
-    } >"$STATE"
-    umask 022
+    (
+      umask 077
+      {
+        echo "OWNER_USERNAME=flywheel-owner"
+        echo "OWNER_PASSWORD=$(ar_token 20)"
+        echo "OWNER_API_KEY=owner.$(ar_token 40)"
+        echo "ANNOTATOR_USERNAME=flywheel-annotator"
+        echo "ANNOTATOR_PASSWORD=$(ar_token 20)"
+        echo "ANNOTATOR_API_KEY=annotator.$(ar_token 40)"
+        echo "AUTH_SECRET_KEY=$(ar_token 64)"
+      } >"$STATE"
+    )
   fi
   # shellcheck disable=SC1090
   source "$STATE"
@@ -340,7 +355,10 @@ choose_opensearch_dir() {
 
 prepare_opensearch_dirs() { # HTTP_PORT TRANSPORT_PORT
   mkdir -p "$OSDIR"/{config,data,logs,tmp}
-  if [[ ! -f "$OS_HOME/.flywheel-assembled" || "$(<"$OS_HOME/.flywheel-assembled")" != "$(<"$OS_CACHE/.flywheel-assembled")" ]]; then
+  local have="" want
+  want="$(<"$OS_CACHE/.flywheel-assembled")"
+  [[ -f "$OS_HOME/.flywheel-assembled" ]] && have="$(<"$OS_HOME/.flywheel-assembled")"
+  if [[ "$have" != "$want" ]]; then
     rm -rf "$OS_HOME"
     cp -a "$OS_CACHE" "$OS_HOME"
     chmod -R a+rX "$OS_HOME"
@@ -403,14 +421,15 @@ worker_ok() { # the worker pool's work horse has registered with rq
 }
 
 write_env_file() {
-  umask 077
-  cat >"$ENV_FILE" <<EOF
+  (
+    umask 077
+    cat >"$ENV_FILE" <<EOF
 FLYWHEEL_TEST_ARGILLA_URL=http://127.0.0.1:$ARGILLA_PORT
 FLYWHEEL_TEST_ARGILLA_API_KEY=$OWNER_API_KEY
 FLYWHEEL_TEST_ARGILLA_ANNOTATOR_API_KEY=$ANNOTATOR_API_KEY
 FLYWHEEL_TEST_ARGILLA_ANNOTATOR_USERNAME=$ANNOTATOR_USERNAME
 EOF
-  umask 022
+  )
 }
 
 all_running() {
@@ -452,7 +471,12 @@ cmd_start() {
   mkdir -p "$A/tmp" # argilla-server copies its front end into a new temp dir at every start
   rm -f "$ENV_FILE"
   load_or_create_state
-  read -r REDIS_PORT OS_HTTP_PORT OS_TRANSPORT_PORT ARGILLA_PORT <<<"$(ar_free_ports 4)"
+  # The ports of the previous start where they are still free, so that exported settings stay valid.
+  local -a previous=()
+  if [[ -f "$PORTS" ]]; then
+    mapfile -t previous < <(sed -n 's/^\(REDIS_PORT\|OS_HTTP_PORT\|OS_TRANSPORT_PORT\|ARGILLA_PORT\)=//p' "$PORTS")
+  fi
+  read -r REDIS_PORT OS_HTTP_PORT OS_TRANSPORT_PORT ARGILLA_PORT <<<"$(ar_free_ports 4 "${previous[@]}")"
   printf 'REDIS_PORT=%s\nOS_HTTP_PORT=%s\nOS_TRANSPORT_PORT=%s\nARGILLA_PORT=%s\n' \
     "$REDIS_PORT" "$OS_HTTP_PORT" "$OS_TRANSPORT_PORT" "$ARGILLA_PORT" >"$PORTS"
   argilla_env

@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export FLYWHEEL_RUN_DIR="${FLYWHEEL_RUN_DIR:-$PWD/.run}"
 
+export FLYWHEEL_WITH_ARGILLA="${FLYWHEEL_WITH_ARGILLA:-1}"
 trap 'deploy/stack.sh down' EXIT
 deploy/stack.sh up
 set -a

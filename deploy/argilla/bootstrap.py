@@ -10,19 +10,22 @@ Users that already exist are left alone (argilla-server's command skips them).
 
 from __future__ import annotations
 
+import importlib
 import sys
+from typing import Any
 
 
-def _run(app: object, args: list[str]) -> None:
+def _run(app: Any, args: list[str]) -> None:
     # standalone_mode=False: click returns instead of calling sys.exit, and raises on errors.
-    app(args, standalone_mode=False)  # type: ignore[operator]
+    app(args, standalone_mode=False)
 
 
 def main(argv: list[str]) -> int:
     if not argv:
         print(__doc__, file=sys.stderr)
         return 2
-    from argilla_server.cli import app
+    # argilla-server lives in its own virtualenv, not in the project's: imported by name.
+    app = importlib.import_module("argilla_server.cli").app
 
     _run(app, ["database", "migrate"])
     for spec in argv:
