@@ -13,7 +13,7 @@ from labeling.lf import ABSTAIN
 
 
 def lf_summary(
-    L: NDArray[np.integer[Any]],  # noqa: N803 (L is the label matrix's name in weak supervision)
+    L: NDArray[np.integer[Any]],
     names: Sequence[str],
     *,
     gold: NDArray[np.integer[Any]] | None = None,

@@ -36,7 +36,11 @@ FEATURE_COLUMNS = (
     "n_feedback",
 )
 
-_REQUIRED = ("event_id", "type", "ts", "interaction_id", "input", "output", "model", "app", "task", "raw")
+# The event columns features read; `raw` and the Kafka position are never needed here.
+EVENT_COLUMNS = (
+    "event_id", "type", "ts", "interaction_id", "session_id", "user_id", "app", "task", "model", "input", "output",
+    "metadata", "thumbs", "score", "text", "prompt", "dwell_ms",
+)
 
 
 def interaction_features(
@@ -47,9 +51,10 @@ def interaction_features(
     `now` is the watermark for inferring abandonment (default: the newest event time); an
     interaction younger than the window has abandoned_inferred = null (not decided yet).
     """
-    missing = [c for c in _REQUIRED if c not in events.columns]
+    missing = [c for c in EVENT_COLUMNS if c not in events.columns]
     if missing:
         raise ValueError(f"expected the lake's event columns, missing {missing}; got {events.columns}")
+    events = events.select(EVENT_COLUMNS)  # carrying wide columns through filters and sorts costs seconds at 1M
     interactions = _interactions(events)
     feedback = events.filter(pl.col("type") != "interaction").join(
         interactions.select("interaction_id", pl.col("ts").alias("served_at")), on="interaction_id", how="inner"
@@ -100,7 +105,8 @@ def _interactions(events: pl.DataFrame) -> pl.DataFrame:
         pl.col("model").struct.field("version").alias("model_version"),
         pl.coalesce(pl.col("input").struct.field("prompt"), last_user_message, pl.lit("")).alias("input_text"),
         pl.col("output").fill_null("").alias("output_text"),
-        pl.col("raw").str.json_path_match("$.metadata.segment").fill_null("unknown").alias("segment"),
+        # metadata is the object's JSON text; a regex is several times faster than a JSON path here
+        pl.col("metadata").str.extract(r'"segment"\s*:\s*"([^"]*)"').fill_null("unknown").alias("segment"),
     ).unique(subset="interaction_id", keep="first", maintain_order=True)
 
 

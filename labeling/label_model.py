@@ -35,7 +35,7 @@ FloatArray = NDArray[np.float64]
 
 
 def majority_vote(
-    L: NDArray[np.integer[Any]],  # noqa: N803 (L is the label matrix's name in weak supervision)
+    L: NDArray[np.integer[Any]],
     cardinality: int,
     *,
     tie_break: Literal["random", "abstain"] = "random",
@@ -100,7 +100,7 @@ class LabelModel:
 
     def fit(
         self,
-        L: NDArray[np.integer[Any]],  # noqa: N803
+        L: NDArray[np.integer[Any]],
         *,
         gold: NDArray[np.integer[Any]] | None = None,
     ) -> Self:
@@ -142,7 +142,7 @@ class LabelModel:
         self.accuracies_: FloatArray = right / voted
         return self
 
-    def predict_proba(self, L: NDArray[np.integer[Any]]) -> FloatArray:  # noqa: N803
+    def predict_proba(self, L: NDArray[np.integer[Any]]) -> FloatArray:
         """P(class | votes) per row, shape (n, k); a row where every function abstains gets the class prior."""
         if not hasattr(self, "outcome_probs_"):
             raise RuntimeError("this LabelModel is not fitted yet: call fit(L) first")
@@ -155,7 +155,7 @@ class LabelModel:
         patterns, inverse, _ = _group_rows(matrix + 1, self.cardinality + 1)
         return self._posteriors(patterns, self.class_balance_, self.outcome_probs_)[inverse]
 
-    def predict(self, L: NDArray[np.integer[Any]]) -> IntArray:  # noqa: N803
+    def predict(self, L: NDArray[np.integer[Any]]) -> IntArray:
         """The most probable class per row; exact ties go to a tied class drawn with `seed`."""
         return _argmax_random_ties(self.predict_proba(L), np.random.default_rng(self.seed))
 

@@ -1,8 +1,10 @@
 """`flywheel demo`: the whole loop on one machine with nothing else running.
 
-Simulated product traffic goes to a JSON-lines file, capture validates it into a lake on
-local disk (the same batch writer the Kafka consumer uses), and the demo prints what landed
-per event type and what was rejected.
+simulate -> capture -> label -> queue -> (slice -> export, when slices are available) -> report.
+Simulated product traffic goes to a JSON-lines file; capture validates it into a lake on local
+disk with the same batch writer the Kafka consumer uses; the labeler turns behaviour into labels
+and fills the annotation outbox (kept in the lake until an Argilla URL is configured); the health
+report is written as HTML. Label quality is scored against the simulator's hidden truth.
 """
 
 from __future__ import annotations
@@ -13,12 +15,17 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import polars as pl
 
 from services.capture.file_source import capture_file
+from services.labeler.pipeline import label_pass
 from services.lake.events import read_events
 from services.lake.store import LocalStore
+from services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_prefix, read_table
+from services.report.build import build_report
 from services.simulator.output import simulate_to_file
 from services.simulator.traffic import SimulationConfig
 
@@ -30,6 +37,9 @@ class DemoResult:
     landed: dict[str, int]
     rejected: int
     reasons: Counter[str] = field(default_factory=Counter)
+    quality: dict[str, float] = field(default_factory=dict)
+    queued: dict[str, int] = field(default_factory=dict)
+    report: Path | None = None
     seconds: float = 0.0
 
 
@@ -44,6 +54,26 @@ def _planted_bad_lines() -> list[bytes]:
     ]
 
 
+def label_quality(labels: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
+    """The label model against majority vote of the same functions, and cleanlab's hit rate, on the truth."""
+    from labeling.default_lfs import default_registry
+    from labeling.label_model import majority_vote
+
+    scored = labels.join(truth.select("interaction_id", "good"), on="interaction_id", how="inner")
+    good = scored.get_column("good").cast(pl.Int64).to_numpy()
+    L, _ = default_registry().apply(scored)
+    weak = scored.get_column("weak_label").to_numpy()
+    wrong = weak != good
+    flagged = scored.get_column("is_issue").to_numpy()
+    return {
+        "label_model_accuracy": float(np.mean(scored.get_column("label").to_numpy() == good)),
+        "majority_vote_accuracy": float(np.mean(majority_vote(L, cardinality=2) == good)),
+        "flagged": float(flagged.sum()),
+        "p_wrong_if_flagged": float(wrong[flagged].mean()) if flagged.any() else float("nan"),
+        "p_wrong": float(wrong.mean()),
+    }
+
+
 def run_demo(workdir: Path, *, interactions: int = 5_000, seed: int = 7, echo: bool = True) -> DemoResult:
     started = time.perf_counter()
 
@@ -56,8 +86,9 @@ def run_demo(workdir: Path, *, interactions: int = 5_000, seed: int = 7, echo: b
     workdir.mkdir(parents=True)
     events_path = workdir / "traffic" / "events.jsonl"
     truth_path = workdir / "traffic" / "truth.parquet"
+    steps = 4
 
-    say(f"[1/2] simulating {interactions} interactions of product traffic -> {events_path}")
+    say(f"[1/{steps}] simulating {interactions} interactions of product traffic -> {events_path}")
     sent = simulate_to_file(
         SimulationConfig(interactions=interactions, seed=seed),
         events_path,
@@ -70,36 +101,73 @@ def run_demo(workdir: Path, *, interactions: int = 5_000, seed: int = 7, echo: b
     sent += len(_planted_bad_lines())
 
     lake = LocalStore(workdir / "lake")
-    say(f"[2/2] capturing into the lake at {lake.root}")
-    result = capture_file(events_path, lake, progress=lambda n: say(f"      {n}/{sent} lines"))
-    events = read_events(lake)
+    say(f"[2/{steps}] capturing into the lake at {lake.root}")
+    captured = capture_file(events_path, lake, progress=lambda n: say(f"      {n}/{sent} lines"))
+    events = read_events(lake, columns=["type"])
     landed = dict(sorted(Counter(events.get_column("type").to_list()).items()))
-    reasons = Counter(r.split(":")[0] for r in result.reasons)
+    say(f"      landed {events.height} unique events (duplicates removed by event_id); "
+        f"rejected {captured.rejected} to {lake.root / 'dead-letter'}:")
+    for reason in captured.reasons:
+        say(f"        - {reason}")
 
-    say("")
-    say(f"sent {sent} events; landed {events.height} unique events (duplicates removed by event_id):")
-    width = max(len(k) for k in landed) if landed else 4
-    for kind, count in landed.items():
-        say(f"  {kind:<{width}}  {count:>7}")
-    say(f"rejected {result.rejected} (in {lake.root / 'dead-letter'}):")
-    for reason in result.reasons:
-        say(f"  - {reason}")
+    say(f"[3/{steps}] labeling: features, labeling functions, label model, cleanlab, routing")
+    result = label_pass(lake, progress=lambda s: say(f"      {s}"))
+    labels = read_table(lake, LABELS_KEY)
+    assert labels is not None
+    truth = pl.read_parquet(truth_path)
+    quality = label_quality(labels, truth)
+    outbox = read_prefix(lake, OUTBOX_PREFIX)
+    queued = dict(sorted(outbox.group_by("queue").agg(pl.len()).iter_rows())) if outbox.height else {}
+
+    report = workdir / "report.html"
+    say(f"[4/{steps}] writing the health report -> {report}")
+    build_report(lake, report, truth=truth)
+
     demo = DemoResult(
         workdir=workdir,
         events_sent=sent,
         landed=landed,
-        rejected=result.rejected,
-        reasons=reasons,
+        rejected=captured.rejected,
+        reasons=Counter(r.split(";")[0].split(":")[0] for r in captured.reasons),
+        quality=quality,
+        queued=queued,
+        report=report,
         seconds=time.perf_counter() - started,
     )
-    (workdir / "summary.json").write_text(
-        json.dumps(
-            {"events_sent": sent, "landed": landed, "rejected": result.rejected, "reasons": result.reasons},
-            indent=2,
-        )
-    )
-    say(f"done in {demo.seconds:.1f}s; summary in {workdir / 'summary.json'}")
+    _summary(demo, result.interactions, say)
+    (workdir / "summary.json").write_text(json.dumps(_as_json(demo), indent=2))
     return demo
+
+
+def _summary(demo: DemoResult, labeled: int, say: Any) -> None:
+    q = demo.quality
+    say("")
+    say("summary")
+    say(f"  events sent {demo.events_sent}, landed per type:")
+    width = max(len(k) for k in demo.landed) if demo.landed else 4
+    for kind, count in demo.landed.items():
+        say(f"    {kind:<{width}}  {count:>7}")
+    say(f"  rejected {demo.rejected}: {dict(demo.reasons)}")
+    say(f"  labeled {labeled} interactions; against the simulator's hidden truth:")
+    say(f"    label model accuracy {q['label_model_accuracy']:.3f} vs majority vote {q['majority_vote_accuracy']:.3f}")
+    say(f"    cleanlab flagged {q['flagged']:.0f}: {q['p_wrong_if_flagged']:.2f} of them truly mislabelled "
+        f"vs {q['p_wrong']:.2f} of all ({q['p_wrong_if_flagged'] / max(q['p_wrong'], 1e-9):.1f}x)")
+    say(f"  annotation outbox (waiting for an Argilla URL): {demo.queued}")
+    say(f"  report: {demo.report}")
+    say(f"done in {demo.seconds:.1f}s")
+
+
+def _as_json(demo: DemoResult) -> dict[str, Any]:
+    return {
+        "events_sent": demo.events_sent,
+        "landed": demo.landed,
+        "rejected": demo.rejected,
+        "reasons": dict(demo.reasons),
+        "label_quality": demo.quality,
+        "queued": demo.queued,
+        "report": str(demo.report),
+        "seconds": demo.seconds,
+    }
 
 
 def landed_frame(workdir: Path) -> pl.DataFrame:

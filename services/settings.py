@@ -6,6 +6,7 @@ S3 credentials are not settings: boto3's standard chain finds them (env, files, 
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -90,3 +91,75 @@ class CaptureSettings(BaseSettings):
     compression_level: int = Field(1, ge=1, le=22)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+
+
+class WebhookSettings(BaseSettings):
+    """The receiver of Argilla's signed webhooks (`flywheel annotate serve`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_WEBHOOK_", frozen=True, extra="ignore")
+
+    # Standard Webhooks secret (base64, optionally `whsec_`-prefixed). Unset: `serve` registers the webhook
+    # with Argilla for public_url and uses the secret Argilla generated for it.
+    secret: SecretStr | None = None
+    tolerance_s: int = Field(300, ge=1, description="how far webhook-timestamp may be from now, either way")
+    public_url: str | None = Field(None, description="the URL Argilla's worker posts to (this receiver's address)")
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=0, le=65535)
+    path: str = "/argilla-webhook"
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+
+
+class AnnotationSettings(BaseSettings):
+    """Annotation sync with Argilla: push the outbox, take answers back (webhooks and reconcile)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_ARGILLA_", frozen=True, extra="ignore")
+
+    url: str = "http://127.0.0.1:6900"
+    api_key: SecretStr | None = None
+    workspace: str = "default"
+    dataset_prefix: str = Field("flywheel-", description="a queue's dataset is named <prefix><queue>")
+    batch_size: int = Field(250, ge=1, le=500, description="records per bulk upsert (Argilla takes at most 500)")
+    min_submitted: int = Field(1, ge=1, description="submitted responses that complete a record")
+    timeout_s: int = Field(60, ge=1)
+    retries: int = Field(3, ge=0, description="attempts per batch after the first, with backoff, before giving up")
+    retry_backoff_s: float = Field(2.0, ge=0)
+    reconcile_every_s: float = Field(300.0, gt=0, description="how often `serve` reconciles (a missed webhook)")
+    webhook: WebhookSettings = Field(default_factory=WebhookSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+
+
+class LabelerSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_LABELER_", frozen=True, extra="ignore")
+
+    interval_s: float = Field(30.0, gt=0, description="how often the running labeler looks for new data")
+    abandon_window_s: float = Field(600.0, gt=0, description="no activity for this long after an output = abandoned")
+    confidence_threshold: float = Field(0.7, gt=0, le=1)
+    audit_rate: float = Field(0.01, ge=0, le=1)
+    budget_uncertain: int = Field(1000, ge=0)
+    budget_suspect: int = Field(1000, ge=0)
+    budget_conflict: int = Field(1000, ge=0)
+    budget_audit: int = Field(500, ge=0)
+    folds: int = Field(5, ge=2)
+    seed: int = 0
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+
+    def options(self) -> Any:
+        """The pure pipeline's options (imported lazily: the labeling stack is heavy)."""
+        from labeling.routing import RoutingConfig
+        from services.labeler.pipeline import LabelerOptions
+
+        return LabelerOptions(
+            abandon_window=timedelta(seconds=self.abandon_window_s),
+            routing=RoutingConfig(
+                confidence_threshold=self.confidence_threshold,
+                audit_rate=self.audit_rate,
+                budgets={
+                    "uncertain": self.budget_uncertain,
+                    "suspect": self.budget_suspect,
+                    "conflict": self.budget_conflict,
+                    "audit": self.budget_audit,
+                },
+            ),
+            folds=self.folds,
+            seed=self.seed,
+        )

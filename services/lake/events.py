@@ -44,6 +44,8 @@ EVENT_JSON_SCHEMA: dict[str, pl.DataType] = {
     "input": _INPUT,
     "output": pl.String(),
     "latency_ms": pl.Int64(),
+    # polars keeps an object read into a String column as its JSON text: small and cheap to query
+    "metadata": pl.String(),
     "thumbs": pl.String(),
     "score": pl.Int64(),
     "comment": pl.String(),
@@ -139,18 +141,26 @@ def write_events(
     return keys
 
 
-def read_events(store: ObjectStore, *, types: Sequence[str] | None = None) -> pl.DataFrame:
-    """All captured events as one frame, each event_id once (its first capture wins)."""
+def read_events(
+    store: ObjectStore, *, types: Sequence[str] | None = None, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """All captured events as one frame, each event_id once (its first capture wins).
+
+    `columns` narrows what is read (the Kafka position is always read, to order duplicates)."""
     keys = [k for k in store.list(RAW_EVENTS_PREFIX) if k.endswith(".parquet")]
     if not keys:
         return pl.DataFrame(schema=EVENTS_SCHEMA)
     local = [store.local_path(k) for k in keys]
     sources: list[pl.LazyFrame]
     if all(p is not None for p in local):
-        sources = [pl.scan_parquet([str(p) for p in local], schema=EVENTS_SCHEMA)]
+        # files written before a column was added get it as nulls
+        sources = [pl.scan_parquet([str(p) for p in local], schema=EVENTS_SCHEMA, missing_columns="insert")]
     else:
         sources = [pl.read_parquet(io.BytesIO(store.get(k))).lazy() for k in keys]
     frame = pl.concat(sources, how="vertical")
+    if columns is not None:
+        position = ("kafka_topic", "kafka_partition", "kafka_offset")
+        frame = frame.select(list(dict.fromkeys([*columns, "event_id", *position])))
     if types is not None:
         frame = frame.filter(pl.col("type").is_in(list(types)))
     return (

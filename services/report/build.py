@@ -1,0 +1,177 @@
+"""The flywheel health report: one self-contained HTML page over any lake (`flywheel report`).
+
+Sections: feedback coverage, signal rates per model version with alarms, label distribution and
+labeling-function diagnostics, annotation queues, slices (age and drift), and accuracy against the
+simulator's truth when it is given.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from html import escape
+from pathlib import Path
+
+import polars as pl
+
+from labeling.health import (
+    RATES,
+    accuracy_against_truth,
+    feedback_coverage,
+    label_distribution,
+    signal_rates,
+    version_alarms,
+)
+from services.lake.store import ObjectStore
+from services.lake.tables import (
+    GOLD_PREFIX,
+    LABELS_KEY,
+    LF_SUMMARY_KEY,
+    OUTBOX_PREFIX,
+    OUTBOX_SENT_PREFIX,
+    read_prefix,
+    read_table,
+)
+from services.report.charts import grouped_bars, hbar, table
+
+SLICES_PREFIX = "slices"
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 980px; color: #222; }
+h1 { margin-bottom: 0; } .sub { color: #666; margin-top: .2rem; }
+section { margin: 2rem 0; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2rem; }
+svg.chart text { font-size: 12px; fill: #333; } svg.chart text.title { font-weight: 600; font-size: 13px; }
+table { border-collapse: collapse; font-size: 13px; margin: .5rem 0; }
+th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: right; } th { background: #f5f5f5; }
+td:first-child, th:first-child { text-align: left; }
+.alarm { background: #fdecea; border-left: 4px solid #d62728; padding: .5rem 1rem; }
+.ok { background: #edf7ed; border-left: 4px solid #2e7d32; padding: .5rem 1rem; }
+.empty { color: #888; font-style: italic; }
+"""
+
+
+def build_report(
+    store: ObjectStore, out: Path, *, truth: pl.DataFrame | None = None, alarm_threshold: float = 0.08
+) -> Path:
+    labels = read_table(store, LABELS_KEY)
+    sections = [
+        _coverage(labels),
+        _rates(labels, alarm_threshold),
+        _labels(labels, read_table(store, LF_SUMMARY_KEY)),
+        _queues(store),
+        _slices(store),
+    ]
+    if truth is not None and labels is not None:
+        sections.append(_truth(labels, truth))
+    generated = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>flywheel health</title>"
+        f"<style>{STYLE}</style></head><body><h1>flywheel health</h1>"
+        f"<p class='sub'>lake {escape(store.url)} · generated {generated}</p>{''.join(sections)}</body></html>"
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def _section(section_id: str, title: str, body: str) -> str:
+    return f"<section id='{section_id}'><h2>{escape(title)}</h2>{body}</section>"
+
+
+def _coverage(labels: pl.DataFrame | None) -> str:
+    if labels is None:
+        return _section("coverage", "Feedback coverage", "<p class='empty'>no labels yet: run `flywheel label`</p>")
+    cov = feedback_coverage(labels)
+    chart = hbar("Interactions by the feedback they got", cov["feedback"].to_list(),
+                 cov["share"].to_list())
+    text = (f"<p>{labels.height:,} interactions. Explicit ratings are rare; implicit signals are what the "
+            "labeling functions read.</p>")
+    return _section("coverage", "Feedback coverage", text + chart)
+
+
+def _rates(labels: pl.DataFrame | None, threshold: float) -> str:
+    if labels is None:
+        return ""
+    rates = signal_rates(labels)
+    alarms = version_alarms(rates, threshold=threshold)
+    groups = [f"{m} {v}" for m, v in zip(rates["model_id"], rates["model_version"], strict=True)]
+    names = [*RATES, "good_share"]
+    hot = {(f"{m} {v}", s) for m, v, s in zip(alarms["model_id"], alarms["to_version"], alarms["signal"], strict=True)}
+    chart = grouped_bars("Signal rates per model version", groups, {n: rates[n].to_list() for n in names},
+                         highlight=hot)
+    if alarms.height:
+        rows = [[r["model_id"], f"{r['from_version']} → {r['to_version']}", r["signal"], r["before"], r["after"],
+                 r["change"]] for r in alarms.iter_rows(named=True)]
+        note = (f"<div class='alarm'><b>{alarms.height} alarm(s)</b>: a version's behaviour moved more than "
+                f"{threshold:.2f} from its predecessor (outlined in red).</div>"
+                + table(["model", "versions", "signal", "before", "after", "change"], rows))
+    else:
+        note = "<div class='ok'>No model version moved past the alarm threshold.</div>"
+    return _section("rates", "Signal rates per model version", chart + note)
+
+
+def _labels(labels: pl.DataFrame | None, summary: pl.DataFrame | None) -> str:
+    if labels is None:
+        return ""
+    dist = label_distribution(labels)
+    chart = hbar("Labels", [f"{a} ({b})" for a, b in zip(dist["label"], dist["source"], strict=True)],
+                 [float(v) for v in dist["interactions"]])
+    body = chart
+    if summary is not None:
+        cols = [c for c in ("name", "coverage", "overlap", "conflict", "learned_accuracy", "empirical_accuracy")
+                if c in summary.columns]
+        body += hbar("Labeling-function coverage", summary["name"].to_list(), summary["coverage"].to_list())
+        body += table(cols, summary.select(cols).rows())
+    version = labels["label_model_version"][0] if "label_model_version" in labels.columns else "?"
+    body += f"<p>label model {escape(str(version))}</p>"
+    return _section("labels", "Labels and labeling functions", body)
+
+
+def _queues(store: ObjectStore) -> str:
+    items = read_prefix(store, OUTBOX_PREFIX)
+    if items.is_empty():
+        return _section("queues", "Annotation queues", "<p class='empty'>nothing queued yet</p>")
+    sent = read_prefix(store, OUTBOX_SENT_PREFIX)
+    gold = read_prefix(store, GOLD_PREFIX)
+    per_queue = items.group_by("queue").agg(pl.len().alias("queued")).sort("queue")
+    if not sent.is_empty():
+        sent_counts = sent.unique(["interaction_id", "queue"]).group_by("queue").agg(pl.len().alias("sent"))
+        per_queue = per_queue.join(sent_counts, on="queue", how="left")
+    else:
+        per_queue = per_queue.with_columns(pl.lit(0).alias("sent"))
+    per_queue = per_queue.with_columns(pl.col("sent").fill_null(0)).with_columns(
+        (pl.col("queued") - pl.col("sent")).alias("pending")
+    )
+    chart = grouped_bars("Queue depth", per_queue["queue"].to_list(),
+                         {"pending": [float(v) for v in per_queue["pending"]],
+                          "sent to Argilla": [float(v) for v in per_queue["sent"]]})
+    passes = items.group_by("snapshot").agg(pl.len().alias("queued")).height if "snapshot" in items.columns else 0
+    answered = gold["interaction_id"].n_unique() if not gold.is_empty() else 0
+    text = (f"<p>{items.height:,} items queued over {passes} labeler pass(es); {answered:,} answered by "
+            "annotators so far.</p>")
+    return _section("queues", "Annotation queues", chart + text + table(per_queue.columns, per_queue.rows()))
+
+
+def _slices(store: ObjectStore) -> str:
+    manifests = [k for k in store.list(SLICES_PREFIX) if k.endswith("manifest.json")]
+    if not manifests:
+        return _section("slices", "Eval slices", "<p class='empty'>no slice published yet</p>")
+    now = datetime.now(UTC)
+    rows = []
+    for key in manifests:
+        m = json.loads(store.get(key))
+        created = m.get("created_at")
+        age_h = (now - datetime.fromisoformat(created)).total_seconds() / 3600 if created else None
+        drift = m.get("drift") or {}
+        rows.append([m.get("name", key.split("/")[1]), m.get("version"), m.get("rows"), age_h,
+                     drift.get("divergence") if isinstance(drift, dict) else drift])
+    names = [f"{r[0]} v{r[1]}" for r in rows]
+    chart = hbar("Slice age (hours)", names, [float(r[3] or 0.0) for r in rows])
+    return _section("slices", "Eval slices", chart + table(["slice", "version", "rows", "age h", "drift"], rows))
+
+
+def _truth(labels: pl.DataFrame, truth: pl.DataFrame) -> str:
+    acc = accuracy_against_truth(labels, truth)
+    chart = hbar("Label accuracy against the simulator's truth", acc["model_version"].to_list(),
+                 acc["accuracy"].to_list())
+    return _section("truth", "Label quality (simulated truth)", chart + table(acc.columns, acc.rows()))

@@ -1,0 +1,126 @@
+"""The labeler over a real lake: traffic simulated, sent through Kafka, captured, labeled."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pytest
+
+from services.capture.file_source import capture_file
+from services.emitter import Emitter
+from services.labeler.pipeline import LabelerOptions, label_pass
+from services.lake.store import LocalStore, ObjectStore, S3Store
+from services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_prefix, read_table
+from services.simulator.output import simulate_to_file
+from services.simulator.traffic import SimulationConfig, generate
+
+from .kafka_helpers import capture_settings, capture_until, lake_count
+
+
+def outbox(store: ObjectStore) -> pl.DataFrame:
+    return read_prefix(store, OUTBOX_PREFIX)
+
+
+def assert_each_item_once_per_queue(store: ObjectStore) -> None:
+    items = outbox(store)
+    assert items.height > 0
+    assert items.select("interaction_id", "queue").is_duplicated().sum() == 0
+
+
+@pytest.mark.kafka
+def test_a_pass_over_captured_traffic_then_a_pass_that_changes_nothing(
+    kafka_bootstrap: str, kafka_topic: str, tmp_path: Path
+) -> None:
+    sent = 0
+    with Emitter(kafka_bootstrap, topic=kafka_topic) as emitter:
+        for event, _ in generate(SimulationConfig(interactions=1500, seed=3)):
+            emitter.send_raw(json.dumps(event).encode(), key=event["interaction_id"].encode())
+            sent += 1
+    lake = tmp_path / "lake"
+    store = LocalStore(lake)
+    settings = capture_settings(kafka_bootstrap, kafka_topic, str(lake))
+    # duplicates in the traffic are removed by event_id, so fewer than `sent` land
+    capture_until(settings, store, lambda: lake_count(store) >= sent * 0.98, timeout_s=90)
+
+    first = label_pass(store, options=LabelerOptions(folds=3))
+    assert first.changed and first.interactions >= 1500
+    labels = read_table(store, LABELS_KEY)
+    assert labels is not None and labels.get_column("interaction_id").is_unique().all()
+    assert set(labels.get_column("label_model_version")) == {first.label_model_version}
+    assert set(labels.get_column("lf_fingerprint")) == {first.lf_fingerprint}
+    assert_each_item_once_per_queue(store)
+    files_before = {k: store.get(k) for k in store.list("labels") + store.list("outbox")}
+
+    second = label_pass(store, options=LabelerOptions(folds=3))
+    assert not second.changed
+    assert {k: store.get(k) for k in store.list("labels") + store.list("outbox")} == files_before
+
+
+def test_a_rerun_of_an_interrupted_pass_rewrites_the_same_outputs(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    simulate_to_file(SimulationConfig(interactions=800, seed=5), events, tmp_path / "truth.parquet")
+    store = LocalStore(tmp_path / "lake")
+    capture_file(events, store)
+    label_pass(store, options=LabelerOptions(folds=3))
+    outputs = {k: pl.read_parquet(store.root / k) for k in store.list("labels") + store.list("outbox")}
+    store.delete("state/labeler.json")  # as if the pass died before its checkpoint
+    again = label_pass(store, options=LabelerOptions(folds=3))
+    assert again.changed
+    for key, frame in outputs.items():
+        assert pl.read_parquet(store.root / key).equals(frame), key
+
+
+def test_new_events_are_labeled_and_nothing_is_queued_twice(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    simulate_to_file(SimulationConfig(interactions=1200, seed=9), events, tmp_path / "truth.parquet")
+    lines = events.read_bytes().splitlines(keepends=True)
+    half = tmp_path / "first-half.jsonl"
+    half.write_bytes(b"".join(lines[: len(lines) // 2]))
+    store = LocalStore(tmp_path / "lake")
+    capture_file(half, store)
+    first = label_pass(store, options=LabelerOptions(folds=3))
+    capture_file(events, store)  # the rest arrives, late events included
+    second = label_pass(store, options=LabelerOptions(folds=3))
+    assert second.changed and second.snapshot != first.snapshot
+    assert second.interactions > first.interactions
+    assert_each_item_once_per_queue(store)
+
+
+def test_the_label_model_beats_majority_vote_and_cleanlab_finds_real_mistakes(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    truth_path = tmp_path / "truth.parquet"
+    simulate_to_file(SimulationConfig(interactions=6000, seed=21), events, truth_path)
+    store = LocalStore(tmp_path / "lake")
+    capture_file(events, store)
+    label_pass(store)
+    labels = read_table(store, LABELS_KEY)
+    assert labels is not None
+    scored = labels.join(pl.read_parquet(truth_path).select("interaction_id", "good"), on="interaction_id")
+    truth = scored.get_column("good").cast(pl.Int64)
+    from labeling.default_lfs import default_registry
+    from labeling.label_model import majority_vote
+
+    L, _ = default_registry().apply(scored)
+    mv = pl.Series(majority_vote(L, cardinality=2))
+    good = truth.to_numpy()
+    assert np.mean(scored.get_column("label").to_numpy() == good) > np.mean(mv.to_numpy() == good)
+    wrong = scored.get_column("weak_label").to_numpy() != good
+    flagged = scored.get_column("is_issue").to_numpy()
+    assert flagged.sum() > 0
+    assert wrong[flagged].mean() >= 2 * wrong.mean()
+
+
+@pytest.mark.s3
+def test_a_pass_over_a_lake_on_s3(tmp_path: Path, s3_url: str, s3_options: dict[str, Any]) -> None:
+    events = tmp_path / "events.jsonl"
+    simulate_to_file(SimulationConfig(interactions=600, seed=4), events, tmp_path / "truth.parquet")
+    store = S3Store(s3_url, **s3_options)
+    capture_file(events, store)
+    first = label_pass(store, options=LabelerOptions(folds=3))
+    assert first.changed and first.interactions >= 600
+    assert not label_pass(store, options=LabelerOptions(folds=3)).changed
+    assert_each_item_once_per_queue(store)
