@@ -106,7 +106,7 @@ def main() -> None:
 
     started = time.perf_counter()
     given = np.where(covered, labels, -1)
-    texts = (features.get_column("input_text") + " \n " + features.get_column("output_text")).to_list()
+    texts = features.select("input_text", "output_text")
     signals = features.select(
         [pl.col(c).cast(pl.Float64).fill_null(-1.0) for c in SIGNAL_FEATURES]
         + [(pl.col("dwell_ms").cast(pl.Float64).fill_null(0.0) + 1.0).log().alias("log_dwell")]

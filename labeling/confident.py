@@ -295,7 +295,8 @@ def find_issues(labels: NDArray[np.integer[Any]], pred_probs: NDArray[np.floatin
     in [0, 1], low = likely wrong), suggested_label (argmax of pred_probs).
 
     `labels` is (n,) with classes 0..k-1 or -1 (no label); `pred_probs` is (n, k) out-of-fold probabilities.
-    A row labeled -1 is never an issue and its label_quality is null.
+    A row labeled -1 is never an issue and its label_quality is null. Confident learning estimates how often one
+    given class stands for another, so with fewer than two given classes nothing is flagged (quality still is).
     """
     probs = _check_probs(pred_probs)
     n, k = probs.shape
@@ -303,10 +304,11 @@ def find_issues(labels: NDArray[np.integer[Any]], pred_probs: NDArray[np.floatin
     labeled = np.flatnonzero(y != ABSTAIN)
     is_issue = np.zeros(n, dtype=bool)
     quality = np.full(n, np.nan)
-    if len(labeled):
+    if len(np.unique(y[labeled])) >= 2:
         # n_jobs=1: cleanlab would otherwise fork a process pool, which is unsafe in a threaded service and
         # buys nothing here (under a second per million rows)
         is_issue[labeled] = find_label_issues(y[labeled], probs[labeled], n_jobs=1)
+    if len(labeled):
         quality[labeled] = get_label_quality_scores(y[labeled], probs[labeled])
     return pl.DataFrame(
         {

@@ -242,7 +242,8 @@ def _cleanlab(labels: pl.DataFrame, options: LabelerOptions, say: Progress) -> p
     if candidates.height < options.folds * 4 or candidates.get_column("label").n_unique() < CARDINALITY:
         return _no_issues(labels)
     say(f"cleanlab over {candidates.height} labeled interactions")
-    texts = (candidates.get_column("input_text") + " \n " + candidates.get_column("output_text")).to_list()
+    # two text columns, each its own feature block: far fewer distinct texts than their concatenation
+    texts = candidates.select("input_text", "output_text")
     signals = candidates.select(
         [pl.col(c).cast(pl.Float64).fill_null(-1.0) for c in SIGNAL_FEATURES]
         + [(pl.col("dwell_ms").cast(pl.Float64).fill_null(0.0) + 1.0).log().alias("log_dwell")]

@@ -180,6 +180,15 @@ def test_out_of_fold_probs_says_what_it_expected(kwargs: dict[str, object], mess
         out_of_fold_probs(**args)  # type: ignore[arg-type]
 
 
+def test_find_issues_on_degenerate_batches() -> None:
+    assert find_issues(np.array([], dtype=np.int64), np.zeros((0, 2))).height == 0
+    one_class = find_issues(np.array([1, 1, -1]), np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]]))
+    assert one_class["is_issue"].to_list() == [False, False, False]
+    assert one_class["label_quality"].to_list() == pytest.approx([0.1, 0.8, None])
+    nothing = find_issues(np.array([-1, -1]), np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert nothing["label_quality"].null_count() == 2 and nothing["suggested_label"].to_list() == [0, 1]
+
+
 def test_find_issues_validates_once() -> None:
     probs = np.array([[0.9, 0.1], [0.2, 0.8]])
     with pytest.raises(ValueError, match=r"expected labels as a 1-D integer array of 2 classes in \[-1, 1\]"):
