@@ -36,6 +36,8 @@ FEATURE_COLUMNS = (
     "n_feedback",
 )
 
+_FEEDBACK_COLUMNS = ("interaction_id", "type", "ts", "thumbs", "score", "text", "prompt", "dwell_ms")
+
 # The event columns features read; `raw` and the Kafka position are never needed here.
 EVENT_COLUMNS = (
     "event_id", "type", "ts", "interaction_id", "session_id", "user_id", "app", "task", "model", "input", "output",
@@ -56,13 +58,17 @@ def interaction_features(
         raise ValueError(f"expected the lake's event columns, missing {missing}; got {events.columns}")
     events = events.select(EVENT_COLUMNS)  # carrying wide columns through filters and sorts costs seconds at 1M
     interactions = _interactions(events)
-    feedback = events.filter(pl.col("type") != "interaction").join(
-        interactions.select("interaction_id", pl.col("ts").alias("served_at")), on="interaction_id", how="inner"
-    )
+    feedback = events.filter(pl.col("type") != "interaction").select(_FEEDBACK_COLUMNS)
     if now is None:
         newest = events.get_column("ts").max()
         now = newest if isinstance(newest, datetime) else datetime.now().astimezone()
-    frame = interactions.join(_aggregate(feedback, abandon_window), on="interaction_id", how="left")
+    frame = interactions
+    for part in _aggregate(feedback):
+        frame = frame.join(part, on="interaction_id", how="left")
+    since_served = (pl.col("first_retry_at") - pl.col("ts")).dt.total_milliseconds() / 1000.0
+    active = pl.col("first_activity_at") <= pl.col("ts") + abandon_window
+    positive = pl.col("used").fill_null(False) | (pl.col("explicit_label") == GOOD).fill_null(False)
+    decided = pl.col("ts") + abandon_window <= pl.lit(now)
     frame = frame.with_columns(
         pl.col("n_feedback").fill_null(0),
         pl.col("n_edits").fill_null(0),
@@ -72,16 +78,9 @@ def interaction_features(
         pl.col("corrected").fill_null(False),
         pl.col("abandoned_explicit").fill_null(False),
         pl.col("explicit_label").fill_null(-1),
-        pl.col("active_in_window").fill_null(False),
-        pl.col("positive").fill_null(False),
-    )
-    decided = pl.col("ts") + abandon_window <= pl.lit(now)
-    frame = frame.with_columns(
-        pl.when(decided)
-        .then(~pl.col("positive") & ~pl.col("active_in_window"))
-        .otherwise(None)
-        .alias("abandoned_inferred")
-    ).drop("active_in_window", "positive")
+        since_served.alias("time_to_retry_s"),
+        pl.when(decided).then(~positive & ~active.fill_null(False)).otherwise(None).alias("abandoned_inferred"),
+    ).drop("first_retry_at", "first_activity_at", "used")
     frame = _with_edit_ratio(frame)
     return _with_rephrase_similarity(frame)
 
@@ -110,9 +109,13 @@ def _interactions(events: pl.DataFrame) -> pl.DataFrame:
     ).unique(subset="interaction_id", keep="first", maintain_order=True)
 
 
-def _aggregate(feedback: pl.DataFrame, window: timedelta) -> pl.DataFrame:
+def _aggregate(feedback: pl.DataFrame) -> list[pl.DataFrame]:
+    """Per-interaction aggregates of its feedback, as frames to join on interaction_id.
+
+    Counts and flags need no order; only "the latest edit / correction / rating" does, and those
+    are sorted on their own small subsets rather than sorting every feedback event.
+    """
     kind = pl.col("type")
-    after = (pl.col("ts") - pl.col("served_at")).dt.total_milliseconds() / 1000.0
     explicit = (
         pl.when(pl.col("thumbs") == "up").then(GOOD)
         .when(pl.col("thumbs") == "down").then(BAD)
@@ -120,27 +123,37 @@ def _aggregate(feedback: pl.DataFrame, window: timedelta) -> pl.DataFrame:
         .when(pl.col("score") <= 2).then(BAD)
         .otherwise(None)
     )
-    return (
-        feedback.sort("ts")
-        .group_by("interaction_id")
-        .agg(
-            pl.len().alias("n_feedback"),
-            (kind == "edit").sum().alias("n_edits"),
-            pl.col("text").filter(kind == "edit").last().alias("edited_text"),
-            (kind == "retry").sum().alias("n_retries"),
-            after.filter(kind == "retry").min().alias("time_to_retry_s"),
-            (kind == "copy").any().alias("copied"),
-            (kind == "accept").any().alias("accepted"),
-            (kind == "correction").any().alias("corrected"),
-            pl.col("text").filter(kind == "correction").last().alias("correction_text"),
-            (kind == "abandon").any().alias("abandoned_explicit"),
-            pl.col("prompt").filter(kind == "followup").alias("followups"),
-            pl.col("dwell_ms").filter(kind == "dwell").max().alias("dwell_ms"),
-            explicit.filter(kind == "rating").last().alias("explicit_label"),
-            ((after <= window.total_seconds()) & (kind != "dwell")).any().alias("active_in_window"),
-            (kind.is_in(["copy", "accept"]) | ((kind == "rating") & (explicit == GOOD))).any().alias("positive"),
-        )
+    counts = feedback.group_by("interaction_id").agg(
+        pl.len().alias("n_feedback"),
+        (kind == "edit").sum().alias("n_edits"),
+        (kind == "retry").sum().alias("n_retries"),
+        pl.col("ts").filter(kind == "retry").min().alias("first_retry_at"),
+        (kind == "copy").any().alias("copied"),
+        (kind == "accept").any().alias("accepted"),
+        (kind == "correction").any().alias("corrected"),
+        (kind == "abandon").any().alias("abandoned_explicit"),
+        pl.col("dwell_ms").filter(kind == "dwell").max().alias("dwell_ms"),
+        # dwell is reported passively when a view closes: it is not the user doing something
+        pl.col("ts").filter(kind != "dwell").min().alias("first_activity_at"),
+        kind.is_in(["copy", "accept"]).any().alias("used"),
     )
+
+    def latest(of: str, value: pl.Expr, name: str) -> pl.DataFrame:
+        return (
+            feedback.filter(kind == of)
+            .sort("ts")
+            .group_by("interaction_id")
+            .agg(value.drop_nulls().last().alias(name))
+        )
+
+    followups = feedback.filter(kind == "followup").group_by("interaction_id").agg(pl.col("prompt").alias("followups"))
+    return [
+        counts,
+        latest("edit", pl.col("text"), "edited_text"),
+        latest("correction", pl.col("text"), "correction_text"),
+        latest("rating", explicit, "explicit_label"),
+        followups,
+    ]
 
 
 def _with_edit_ratio(frame: pl.DataFrame) -> pl.DataFrame:

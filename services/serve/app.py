@@ -1,0 +1,192 @@
+"""`flywheel serve`: capture, labeler, annotation sync and slice renewal in one process.
+
+For small deployments. Each stage runs as it would on its own (the capture consumer on the
+event loop, the other stages as periodic work on threads), and an HTTP server answers
+/healthz and /metrics. A failing stage is logged, counted and retried on its next tick; it
+never stops the others. SIGTERM flushes capture and ends the process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.capture.app import CaptureService
+from services.labeler.pipeline import label_pass
+from services.lake.store import ObjectStore
+from services.serve.http import OpsServer
+from services.serve.metrics import FlywheelMetrics
+from services.settings import CaptureSettings, KafkaSettings, LabelerSettings
+
+log = logging.getLogger(__name__)
+
+
+class ServeSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_SERVE_", frozen=True, extra="ignore")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    label_interval_s: float = Field(30.0, gt=0)
+    annotate_interval_s: float = Field(60.0, gt=0)
+    renew_interval_s: float = Field(3600.0, gt=0)
+    metrics_interval_s: float = Field(5.0, gt=0)
+    capture: CaptureSettings = Field(default_factory=CaptureSettings)
+    labeler: LabelerSettings = Field(default_factory=LabelerSettings)
+
+
+@dataclass
+class _Component:
+    name: str
+    last_ok: float | None = None
+    last_error: str | None = None
+    failures_in_a_row: int = 0
+
+
+@dataclass
+class Stage:
+    """Periodic work run on a thread: `work()` returns nothing and raises on failure."""
+
+    name: str
+    interval_s: float
+    work: Callable[[], None]
+
+
+@dataclass
+class FlywheelServer:
+    settings: ServeSettings
+    store: ObjectStore
+    extra_stages: list[Stage] = field(default_factory=list)
+    metrics: FlywheelMetrics = field(default_factory=FlywheelMetrics)
+
+    def __post_init__(self) -> None:
+        self.capture = CaptureService(self.settings.capture, self.store)
+        self.components: dict[str, _Component] = {}
+        self._seen_accepted = 0
+        self._seen_rejected = 0
+        self._seen_flushes = 0
+        self.ops = OpsServer(self.settings.host, self.settings.port, health=self.health, metrics=self.metrics.render)
+
+    # --- health ----------------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        now = time.monotonic()
+        detail: dict[str, Any] = {}
+        ok = True
+        for c in self.components.values():
+            failing = c.failures_in_a_row >= 3
+            ok = ok and not failing
+            detail[c.name] = {
+                "ok": not failing,
+                "seconds_since_success": None if c.last_ok is None else round(now - c.last_ok, 1),
+                "last_error": c.last_error,
+            }
+        return ok, {"status": "ok" if ok else "failing", "components": detail}
+
+    def _succeeded(self, name: str) -> None:
+        c = self.components.setdefault(name, _Component(name))
+        c.last_ok, c.last_error, c.failures_in_a_row = time.monotonic(), None, 0
+
+    def _failed(self, name: str, error: BaseException) -> None:
+        c = self.components.setdefault(name, _Component(name))
+        c.last_error, c.failures_in_a_row = f"{type(error).__name__}: {error}", c.failures_in_a_row + 1
+        self.metrics.errors.labels(component=name).inc()
+        log.warning("%s failed (%d in a row): %s", name, c.failures_in_a_row, error)
+
+    # --- the stages ------------------------------------------------------------------------------
+
+    def stages(self) -> list[Stage]:
+        labeler = self.settings.labeler
+        options = labeler.options()
+
+        def label() -> None:
+            result = label_pass(self.store, options=options)
+            if result.changed:
+                self.metrics.labeled.inc(result.interactions)
+                self.metrics.label_passes.inc()
+                self.metrics.label_rate.set(result.interactions / max(result.seconds, 1e-9))
+
+        return [Stage("labeler", self.settings.label_interval_s, label), *self.extra_stages]
+
+    async def _every(self, stage: Stage) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(stage.work)
+                self._succeeded(stage.name)
+            except Exception as e:
+                self._failed(stage.name, e)
+            await asyncio.sleep(stage.interval_s)
+
+    async def _capture_metrics(self) -> None:
+        """Capture counts flushes itself; this turns them into metrics and measures the lag."""
+        kafka = self.settings.capture.kafka
+        while True:
+            batcher = self.capture.batcher
+            self.metrics.captured.inc(batcher.accepted - self._seen_accepted)
+            self.metrics.dead_lettered.inc(batcher.rejected - self._seen_rejected)
+            self._seen_accepted, self._seen_rejected = batcher.accepted, batcher.rejected
+            flushes = self.capture.flushes[self._seen_flushes :]
+            self._seen_flushes += len(flushes)
+            if flushes:
+                events = sum(f.events for f in flushes)
+                self.metrics.capture_rate.set(events / max(sum(f.seconds for f in flushes), 1e-9))
+            try:
+                lag = await asyncio.to_thread(consumer_lag, kafka, self.settings.capture.topic,
+                                              self.settings.capture.group_id)
+                self.metrics.capture_lag.set(lag)
+                self._succeeded("capture")
+            except Exception as e:
+                self._failed("capture", e)
+            await asyncio.sleep(self.settings.metrics_interval_s)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.ops.start()
+        log.info("serving /healthz and /metrics on %s:%d", self.settings.host, self.ops.port)
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with self.capture.running():
+                jobs: list[Awaitable[None]] = [self._capture_metrics(), *(self._every(s) for s in self.stages())]
+                tasks = [asyncio.create_task(j) for j in jobs]  # type: ignore[arg-type]
+                await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self.ops.stop()
+
+
+def consumer_lag(kafka: KafkaSettings, topic: str, group: str) -> int:
+    """Events in `topic` that `group` has not committed yet (end offsets minus committed offsets)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    options = kafka.kafka_python_options()
+    consumer = KafkaConsumer(group_id=group, enable_auto_commit=False, **options)
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return 0
+        ends = consumer.end_offsets(partitions)
+        return sum(max(ends[tp] - (consumer.committed(tp) or 0), 0) for tp in partitions)
+    finally:
+        consumer.close()
+
+
+def serve_forever(server: FlywheelServer) -> None:
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await server.run(stop)
+
+    asyncio.run(main())
