@@ -50,6 +50,22 @@ td:first-child, th:first-child { text-align: left; }
 """
 
 
+# After layout, record how many charts the browser actually drew (non-empty boxes with visible
+# bars), so a headless browser's DOM dump tells whether the plots rendered.
+LAYOUT_PROBE = """
+window.addEventListener('load', () => {
+  const charts = [...document.querySelectorAll('svg.chart')];
+  const drawn = charts.filter((svg) => {
+    const box = svg.getBoundingClientRect();
+    const bars = [...svg.querySelectorAll('rect.bar')].filter((r) => r.getBoundingClientRect().height > 0);
+    return box.width > 0 && box.height > 0 && bars.length > 0;
+  });
+  document.body.dataset.charts = String(charts.length);
+  document.body.dataset.chartsDrawn = String(drawn.length);
+});
+"""
+
+
 def build_report(
     store: ObjectStore, out: Path, *, truth: pl.DataFrame | None = None, alarm_threshold: float = 0.08
 ) -> Path:
@@ -67,7 +83,8 @@ def build_report(
     page = (
         "<!doctype html><html><head><meta charset='utf-8'><title>flywheel health</title>"
         f"<style>{STYLE}</style></head><body><h1>flywheel health</h1>"
-        f"<p class='sub'>lake {escape(store.url)} · generated {generated}</p>{''.join(sections)}</body></html>"
+        f"<p class='sub'>lake {escape(store.url)} · generated {generated}</p>{''.join(sections)}"
+        f"<script>{LAYOUT_PROBE}</script></body></html>"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(page, encoding="utf-8")
