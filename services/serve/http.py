@@ -16,7 +16,7 @@ class OpsServer:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 if self.path.rstrip("/") == "/healthz":
                     ok, detail = health()
                     outer._reply(self, 200 if ok else 503, "application/json", json.dumps(detail).encode())
