@@ -8,6 +8,9 @@
 #   deploy/argilla.sh health   check every process and the HTTP API; exit 0 when all are up
 #   deploy/argilla.sh env      print the FLYWHEEL_TEST_ARGILLA_* lines of the running stack
 #   deploy/argilla.sh stop     stop the processes by the PIDs in their pidfiles (TERM, wait, KILL)
+#   deploy/argilla.sh stop-server / start-server
+#                              stop or start argilla-server alone (same port, database and keys), leaving
+#                              OpenSearch, Redis and the worker up: for tests of a client outliving a server restart
 #   deploy/argilla.sh clean    stop, then delete the run state (database, search data, keys)
 #
 # Run state lives in $FLYWHEEL_RUN_DIR/argilla (default <repo>/.run/argilla): *.pid, logs/, argilla.db,
@@ -547,6 +550,34 @@ cmd_stop() {
   log "stopped in $(ar_elapsed "$t0")s"
 }
 
+cmd_stop_server() {
+  ar_stop argilla-server "$SERVER_PID" "$SERVER_MARK" 20
+}
+
+cmd_start_server() {
+  [[ -f "$PORTS" && -f "$STATE" ]] || die "the stack was never started here ($PORTS missing): run start"
+  # shellcheck disable=SC1090
+  source "$PORTS"
+  load_or_create_state
+  if ar_pid "$SERVER_PID" "$SERVER_MARK" >/dev/null; then
+    log "argilla-server: already running"
+    return 0
+  fi
+  if ! ar_pid "$REDIS_PID" "$REDIS_MARK" >/dev/null || ! ar_pid "$OS_PID" "$OS_MARK" >/dev/null; then
+    die "redis or opensearch is down: run start for the whole stack"
+  fi
+  local t0
+  t0="$(date +%s%N)"
+  argilla_env
+  # Its own temp dir, emptied at each start: every start copies the 14 MB front end into it.
+  rm -rf "$A/tmp/server"
+  mkdir -p "$A/tmp/server" "$LOGS"
+  ar_start_bg "$SERVER_PID" "$SERVER_LOG" "${ARGILLA_ENV[@]}" "TMPDIR=$A/tmp/server" "$VENV/bin/python" -m \
+    argilla_server start --host 127.0.0.1 --port "$ARGILLA_PORT"
+  ar_wait argilla-server "$SERVER_PID" "$SERVER_MARK" "$SERVER_LOG" server_ok || die "argilla-server did not start"
+  log "argilla-server ready at http://127.0.0.1:$ARGILLA_PORT in $(ar_elapsed "$t0")s"
+}
+
 cmd_health() {
   [[ -f "$PORTS" && -f "$STATE" ]] || {
     log "not started ($PORTS missing)"
@@ -595,11 +626,13 @@ case "${1:-}" in
   fetch) cmd_fetch ;;
   start) cmd_start ;;
   stop) cmd_stop ;;
+  stop-server) cmd_stop_server ;;
+  start-server) cmd_start_server ;;
   health) cmd_health ;;
   env) cmd_env ;;
   clean) cmd_clean ;;
   *)
-    echo "usage: $0 {fetch|start|stop|health|env|clean}" >&2
+    echo "usage: $0 {fetch|start|stop|stop-server|start-server|health|env|clean}" >&2
     exit 2
     ;;
 esac

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from services.settings import AnnotationSettings
+    from labeling.exports import Kind
+    from services.settings import AnnotationSettings, SliceSettings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="An event-driven feedback flywheel for AI products.")
 
@@ -167,10 +168,15 @@ def annotate_push(
     verbose: bool = False,
 ) -> None:
     """Send the pending outbox to Argilla: a dataset per queue; items are marked sent once Argilla confirms."""
+    from services.annotation.layout import check_queues
     from services.annotation.push import push
 
+    try:
+        queues = check_queues(queue) if queue else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--queue") from exc
     settings = _annotation_settings(lake, verbose)
-    result = push(settings.lake.open(), settings, queues=queue, resend=resend, progress=typer.echo)
+    result = push(settings.lake.open(), settings, queues=queues, resend=resend, progress=typer.echo)
     rate = result.sent / result.seconds if result.seconds else 0.0
     typer.echo(f"sent {result.sent} records in {result.seconds:.1f}s ({rate:.0f}/s); {result.pending} pending")
     if result.error:
@@ -211,13 +217,297 @@ def annotate_serve(
     verbose: bool = False,
 ) -> None:
     """Receive Argilla's signed webhooks into gold labels, and reconcile periodically (a missed webhook)."""
+    import signal
+    import threading
+
     from services.annotation.receiver import serve
 
     settings = _annotation_settings(lake, verbose)
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update={"webhook": settings.webhook.model_copy(update=overrides)})
-    serve(settings.lake.open(), settings)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the delivery in hand, then stop
+        signal.signal(sig, lambda *_: stop.set())
+    serve(settings.lake.open(), settings, stop=stop,
+          on_ready=lambda server: typer.echo(f"receiving Argilla webhooks at {server.url}"))
+    typer.echo("stopped")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# slices and export: eval slices and training sets for ML engineers (settings from FLYWHEEL_SLICES_* variables)
+
+slices_app = typer.Typer(
+    no_args_is_help=True, help="Eval slices: versioned, drift-aware samples of production traffic, renewed from it."
+)
+app.add_typer(slices_app, name="slices")
+export_app = typer.Typer(
+    no_args_is_help=True, help="Training sets from labeled traffic: SFT examples, preference pairs, classifier data."
+)
+app.add_typer(export_app, name="export")
+
+DefinitionsOption = Annotated[
+    Path | None, typer.Option(help="folder of slice definitions (default: FLYWHEEL_SLICES_DEFINITIONS_DIR)")
+]
+VersionOption = Annotated[int | None, typer.Option("--version", "-v", min=1, help="default: the latest")]
+ToOption = Annotated[Path, typer.Option(help="local folder to copy the version into")]
+
+
+def _slice_settings(lake: str | None, definitions: Path | None = None, verbose: bool = False) -> SliceSettings:
+    from services.settings import LakeSettings, SliceSettings
+
+    _logging(verbose)
+    logging.getLogger("kafka").setLevel(logging.DEBUG if verbose else logging.WARNING)
+    settings = SliceSettings()
+    update: dict[str, object] = {}
+    if lake:
+        update["lake"] = LakeSettings(url=lake)
+    if definitions:
+        update["definitions_dir"] = definitions
+    return settings.model_copy(update=update) if update else settings
+
+
+@slices_app.command("list")
+def slices_list(lake: LakeOption = None, definitions: DefinitionsOption = None) -> None:
+    """Slice definitions and their published versions."""
+    from services.slices.definitions import load_definitions
+    from services.slices.versions import SLICES_PREFIX, list_roots, read_manifest
+
+    settings = _slice_settings(lake, definitions)
+    store = settings.lake.open()
+    defined = load_definitions(settings.definitions_dir) if settings.definitions_dir.is_dir() else {}
+    published = {root.split("/", 1)[1]: (root, v) for root, v in list_roots(store, SLICES_PREFIX).items()}
+    for name in sorted(set(defined) | set(published)):
+        note = "" if name in defined else "  (no definition file)"
+        if name not in published:
+            typer.echo(f"{name:<24} nothing published yet{note}")
+            continue
+        root, versions = published[name]
+        latest = read_manifest(store, root, versions[-1])
+        typer.echo(f"{name:<24} v{versions[-1]:<3} {latest['rows']:>9} rows  created {latest['created_at']}  "
+                   f"versions {versions}{note}")
+
+
+@slices_app.command("show")
+def slices_show(
+    name: str,
+    version: VersionOption = None,
+    lake: LakeOption = None,
+    definitions: DefinitionsOption = None,
+    drift: Annotated[bool, typer.Option(help="also measure the latest version's drift from traffic now")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the whole manifest")] = False,
+) -> None:
+    """A version's manifest (its files verified against their hashes), and optionally its drift now."""
+    import json
+
+    from services.slices.api import SLICE_ERRORS, manifest_of
+    from services.slices.build import check_drift
+    from services.slices.definitions import find_definition
+    from services.slices.report import drift_lines, manifest_lines
+    from services.slices.versions import slice_root, verify_version
+
+    settings = _slice_settings(lake, definitions)
+    store = settings.lake.open()
+    try:
+        manifest = manifest_of(store, name, version)
+        problems = verify_version(store, slice_root(name), int(manifest["version"]))
+        report = check_drift(store, find_definition(settings.definitions_dir, name)) if drift else None
+    except SLICE_ERRORS as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=1) from e
+    typer.echo(json.dumps(manifest, indent=2, sort_keys=True) if as_json else "\n".join(manifest_lines(manifest)))
+    typer.echo("verified: every file matches its manifest" if not problems else "\n".join(problems))
+    if report is not None:
+        typer.echo("\n".join(drift_lines(report, label="drift now")))
+    if problems:
+        raise typer.Exit(code=1)
+
+
+@slices_app.command("pull")
+def slices_pull(name: str, version: VersionOption = None, to: ToOption = Path("."), lake: LakeOption = None) -> None:
+    """Copy a version (verified) and its manifest to a local folder: <to>/slices/<name>/v<k>/."""
+    from services.slices.api import SLICE_ERRORS, pull
+    from services.slices.versions import slice_root
+
+    store = _slice_settings(lake).lake.open()
+    try:
+        paths = pull(store, slice_root(name), version, to)
+    except SLICE_ERRORS as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=1) from e
+    for path in paths:
+        typer.echo(str(path))
+
+
+@slices_app.command("diff")
+def slices_diff(
+    name: str,
+    old: int,
+    new: Annotated[int | None, typer.Argument(help="default: the latest version")] = None,
+    lake: LakeOption = None,
+    limit: Annotated[int, typer.Option(min=0, help="items listed per side")] = 20,
+) -> None:
+    """Items added and retired between two versions, and the rows per topic cluster of each."""
+    from services.slices.api import SLICE_ERRORS, diff
+    from services.slices.report import diff_lines
+    from services.slices.versions import resolve, slice_root
+
+    store = _slice_settings(lake).lake.open()
+    try:
+        result = diff(store, name, old, resolve(store, slice_root(name), new))
+    except (*SLICE_ERRORS, ValueError) as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=1) from e
+    typer.echo("\n".join(diff_lines(result, limit=limit)))
+
+
+@slices_app.command("renew")
+def slices_renew(
+    names: Annotated[list[str] | None, typer.Argument(help="slices to renew (or --all)")] = None,
+    all_slices: Annotated[bool, typer.Option("--all", help="every definition in the definitions folder")] = False,
+    force: Annotated[bool, typer.Option(help="propose a new version even if the slice is fresh")] = False,
+    dry_run: Annotated[bool, typer.Option(help="report the proposal, publish nothing")] = False,
+    lake: LakeOption = None,
+    definitions: DefinitionsOption = None,
+    verbose: bool = False,
+) -> None:
+    """Measure drift and age; past a threshold, publish the next version and queue its gaps for annotators.
+    A slice with no version yet gets its first."""
+    from services.slices.announce import announcer_from
+    from services.slices.api import SLICE_ERRORS
+    from services.slices.build import renew
+    from services.slices.definitions import find_definition, load_definitions
+    from services.slices.report import renewal_lines
+
+    settings = _slice_settings(lake, definitions, verbose)
+    if all_slices == bool(names):
+        typer.echo("error: name the slices to renew, or pass --all", err=True)
+        raise typer.Exit(code=2)
+    store = settings.lake.open()
+    announcer = None if dry_run else announcer_from(settings)
+    failed = False
+    try:
+        chosen = (list(load_definitions(settings.definitions_dir).values()) if all_slices
+                  else [find_definition(settings.definitions_dir, n) for n in names or []])
+        for definition in chosen:
+            try:
+                result = renew(store, definition, force=force, dry_run=dry_run, announcer=announcer,
+                               progress=typer.echo if verbose else None)
+            except SLICE_ERRORS as e:
+                typer.echo(f"{definition.name}: error: {e}", err=True)
+                failed = True
+                continue
+            typer.echo("\n".join(renewal_lines(result)))
+            failed = failed or result.announce_error is not None
+    except SLICE_ERRORS as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=1) from e
+    finally:
+        if announcer is not None:
+            announcer.close()
+    if failed:
+        raise typer.Exit(code=1)
+
+
+@slices_app.command("announce")
+def slices_announce(lake: LakeOption = None, verbose: bool = False) -> None:
+    """Announce on Kafka every published slice and export version not yet announced (after an outage)."""
+    from services.slices.announce import KafkaAnnouncer, announce_pending
+
+    settings = _slice_settings(lake, verbose=verbose)
+    with KafkaAnnouncer(settings.kafka, topic=settings.announce_topic, timeout_s=settings.announce_timeout_s) as sender:
+        events = announce_pending(settings.lake.open(), sender)
+    for event in events:
+        typer.echo(f"announced {event['type']} {event['name']} v{event['version']} on {settings.announce_topic}")
+    typer.echo(f"{len(events)} announced")
+
+
+def _export(kind: Kind, *, tasks: list[str] | None, min_confidence: float, include_eval: bool, dry_run: bool,
+            lake: str | None, verbose: bool) -> None:
+    from services.slices.announce import announcer_from
+    from services.slices.api import SLICE_ERRORS
+    from services.slices.exports import export
+
+    settings = _slice_settings(lake, verbose=verbose)
+    announcer = None if dry_run else announcer_from(settings)
+    try:
+        result = export(settings.lake.open(), kind, tasks=tasks or (), min_confidence=min_confidence,
+                        exclude_slices=not include_eval, dry_run=dry_run, announcer=announcer)
+    except SLICE_ERRORS as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=1) from e
+    finally:
+        if announcer is not None:
+            announcer.close()
+    manifest = result.manifest or {}
+    verb = "published" if result.published else "would publish (dry run)"
+    typer.echo(f"{kind} v{result.version} {verb}: {result.rows} records {manifest.get('counts', {})}; "
+               f"held out {manifest.get('excluded_interactions', 0)} eval items {manifest.get('excluded_slices', {})}; "
+               f"{result.seconds:.1f}s")
+    if result.published:
+        typer.echo(f"  content hash {manifest.get('content_hash')}")
+    if result.announce_error:
+        typer.echo(f"  announcement pending ({result.announce_error}); `flywheel slices announce` retries", err=True)
+        raise typer.Exit(code=1)
+
+
+TasksOption = Annotated[list[str] | None, typer.Option("--task", help="only these tasks (repeatable)")]
+MinConfidenceOption = Annotated[float, typer.Option(min=0.0, max=1.0, help="weak labels below this are left out")]
+IncludeEvalOption = Annotated[bool, typer.Option(help="keep items of the latest eval slices (held out by default)")]
+
+
+@export_app.command("sft")
+def export_sft(tasks: TasksOption = None, min_confidence: MinConfidenceOption = 0.8,
+               include_eval: IncludeEvalOption = False, dry_run: bool = False, lake: LakeOption = None,
+               verbose: bool = False) -> None:
+    """SFT examples: input -> the corrected, edited or accepted output (chat-format JSONL and Parquet)."""
+    _export("sft", tasks=tasks, min_confidence=min_confidence, include_eval=include_eval, dry_run=dry_run,
+            lake=lake, verbose=verbose)
+
+
+@export_app.command("preference")
+def export_preference(tasks: TasksOption = None, include_eval: IncludeEvalOption = False, dry_run: bool = False,
+                      lake: LakeOption = None, verbose: bool = False) -> None:
+    """Preference pairs: chosen = the user's edit, correction or used regeneration; rejected = the original."""
+    _export("preference", tasks=tasks, min_confidence=1.0, include_eval=include_eval, dry_run=dry_run,
+            lake=lake, verbose=verbose)
+
+
+@export_app.command("classifier")
+def export_classifier(tasks: TasksOption = None, min_confidence: MinConfidenceOption = 0.8,
+                      include_eval: IncludeEvalOption = False, dry_run: bool = False, lake: LakeOption = None,
+                      verbose: bool = False) -> None:
+    """Classifier data: text, label, confidence (human gold and confident weak labels)."""
+    _export("classifier", tasks=tasks, min_confidence=min_confidence, include_eval=include_eval, dry_run=dry_run,
+            lake=lake, verbose=verbose)
+
+
+@export_app.command("list")
+def export_list(lake: LakeOption = None) -> None:
+    """Published training exports."""
+    from services.slices.versions import EXPORTS_PREFIX, list_roots, read_manifest
+
+    store = _slice_settings(lake).lake.open()
+    for root, versions in list_roots(store, EXPORTS_PREFIX).items():
+        latest = read_manifest(store, root, versions[-1])
+        typer.echo(f"{root:<24} v{versions[-1]:<3} {latest['rows']:>9} rows  created {latest['created_at']}  "
+                   f"versions {versions}")
+
+
+@export_app.command("pull")
+def export_pull(kind: str, version: VersionOption = None, to: ToOption = Path("."), lake: LakeOption = None) -> None:
+    """Copy an export version (verified) and its manifest to a local folder: <to>/exports/<kind>/v<k>/."""
+    from services.slices.api import SLICE_ERRORS, pull
+    from services.slices.versions import export_root
+
+    store = _slice_settings(lake).lake.open()
+    try:
+        paths = pull(store, export_root(kind), version, to)
+    except SLICE_ERRORS as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(code=1) from e
+    for path in paths:
+        typer.echo(str(path))
 
 
 def main() -> None:

@@ -163,3 +163,16 @@ class LabelerSettings(BaseSettings):
             folds=self.folds,
             seed=self.seed,
         )
+
+
+class SliceSettings(BaseSettings):
+    """Eval slices and training exports (`flywheel slices`, `flywheel export`, `services.slices.load_slice`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_SLICES_", frozen=True, extra="ignore")
+
+    definitions_dir: Path = Field(Path("slices"), description="a folder of slice definitions, one TOML file each")
+    announce: bool = Field(True, description="announce each published version on Kafka")
+    announce_topic: str = "flywheel.slices"
+    announce_timeout_s: float = Field(30.0, gt=0, description="longest wait for Kafka to acknowledge an announcement")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    lake: LakeSettings = Field(default_factory=LakeSettings)

@@ -26,7 +26,7 @@ from labeling.diagnostics import lf_summary
 from labeling.features import EVENT_COLUMNS, interaction_features
 from labeling.label_model import LabelModel
 from labeling.lf import ABSTAIN, LFRegistry
-from labeling.routing import RoutingConfig, route
+from labeling.routing import QUEUES, RoutingConfig, route
 from services.lake.events import RAW_EVENTS_PREFIX, read_events
 from services.lake.store import ObjectStore
 from services.lake.tables import (
@@ -189,7 +189,8 @@ def label_pass(
             "implicit_label",
         ),
         config=options.routing,
-        already_queued=queued_before.select("interaction_id", "queue"),
+        # other writers queue too (slice renewal): routing judges only its own queues
+        already_queued=queued_before.filter(pl.col("queue").is_in(QUEUES)).select("interaction_id", "queue"),
         seed=options.seed,
     ).with_columns(pl.lit(snapshot).alias("snapshot"))
 

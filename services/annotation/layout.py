@@ -1,0 +1,98 @@
+"""What a queue's Argilla dataset looks like: its name, fields, questions and metadata.
+
+One dataset per queue, named `<prefix><queue>`. The names here are the contract between the push (which
+fills fields, metadata and suggestions) and the way back (webhooks and reconcile read the answers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+
+if TYPE_CHECKING:
+    import argilla as rg
+
+Queue = Literal["uncertain", "suspect", "conflict", "audit", "renewal"]
+QUEUES: Final[tuple[Queue, ...]] = get_args(Queue)
+
+FIELD_INPUT: Final = "input"
+FIELD_OUTPUT: Final = "output"
+FIELD_EDIT: Final = "user_edit"
+FIELD_SIGNALS: Final = "signals"
+QUESTION_LABEL: Final = "quality"
+QUESTION_CORRECTION: Final = "corrected_output"
+TERMS_METADATA: Final = ("task", "model_version", "queue", "reason")
+FLOAT_METADATA: Final = ("priority",)
+
+# Argilla label <-> class of the label model (0 = bad, 1 = good).
+LABEL_CLASSES: Final[dict[str, int]] = {"bad": 0, "good": 1}
+CLASS_LABELS: Final[dict[int, str]] = {v: k for k, v in LABEL_CLASSES.items()}
+
+
+def check_queues(queues: Iterable[str] | None) -> list[str]:
+    """The queues asked for (all of them for None), each checked to be one of ours."""
+    chosen: list[str] = list(QUEUES) if queues is None else [queues] if isinstance(queues, str) else list(queues)
+    wrong = sorted(set(chosen) - set(QUEUES))
+    if wrong:
+        raise ValueError(f"expected queues among {list(QUEUES)}, got {wrong}")
+    return chosen
+
+
+def dataset_name(prefix: str, queue: str) -> str:
+    return f"{prefix}{queue}"
+
+
+def queue_of(prefix: str, name: str) -> str | None:
+    """The queue a dataset serves, or None for a dataset that is not ours (webhooks are global)."""
+    if not name.startswith(prefix):
+        return None
+    queue = name[len(prefix) :]
+    return queue if queue in QUEUES else None
+
+
+def dataset_settings(client: rg.Argilla, *, min_submitted: int) -> rg.Settings:
+    """The settings every queue dataset is created with."""
+    import argilla as rg
+
+    return rg.Settings(
+        guidelines=(
+            "Judge the model's output for the user's input: is it good or bad for this user? "
+            "If you can, write the output it should have given. The signals say what the user did with it; "
+            "the suggestion is the weak label and its confidence."
+        ),
+        fields=[
+            rg.TextField(name=FIELD_INPUT, title="User input", client=client),
+            rg.TextField(name=FIELD_OUTPUT, title="Model output", client=client),
+            rg.TextField(name=FIELD_EDIT, title="The user's edit", required=False, client=client),
+            rg.TextField(name=FIELD_SIGNALS, title="Signals", use_markdown=True, client=client),
+        ],
+        questions=[
+            rg.LabelQuestion(
+                name=QUESTION_LABEL,
+                title="Is the output good?",
+                labels={"good": "good", "bad": "bad"},
+                client=client,
+            ),
+            rg.TextQuestion(
+                name=QUESTION_CORRECTION,
+                title="Corrected output (optional)",
+                required=False,
+                client=client,
+            ),
+        ],
+        metadata=[
+            *(rg.TermsMetadataProperty(name=name, client=client) for name in TERMS_METADATA),
+            *(rg.FloatMetadataProperty(name=name, client=client) for name in FLOAT_METADATA),
+        ],
+        distribution=rg.TaskDistribution(min_submitted=min_submitted),
+    )
+
+
+def missing_from(dataset: Any) -> list[str]:
+    """What a found dataset lacks of our layout (a dataset someone else created under our name)."""
+    settings = dataset.settings
+    have = {f.name for f in settings.fields} | {q.name for q in settings.questions}
+    have |= {m.name for m in settings.metadata}
+    want = {FIELD_INPUT, FIELD_OUTPUT, FIELD_EDIT, FIELD_SIGNALS, QUESTION_LABEL, QUESTION_CORRECTION}
+    want |= set(TERMS_METADATA) | set(FLOAT_METADATA)
+    return sorted(want - have)

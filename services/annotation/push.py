@@ -1,0 +1,226 @@
+"""Push the pending outbox to Argilla: one dataset per queue, batches marked sent only once Argilla confirms.
+
+The record id is the interaction id (Argilla 2.x stores it as the record's `external_id`, unique per dataset,
+and its bulk upsert matches on it), so pushing an item twice updates the same record and never duplicates it.
+A batch that fails because Argilla is unreachable is retried with backoff; when retries run out the push
+stops, and that batch and every later one stay pending for the next push. A batch Argilla rejects as invalid
+(422) is sent record by record, so one bad record holds back only itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import polars as pl
+
+from services.annotation.client import ArgillaUnavailableError, connect, is_unavailable
+from services.annotation.datasets import ensure_dataset
+from services.annotation.layout import QUESTION_LABEL, QUEUES, check_queues, dataset_name
+from services.annotation.outbox import mark_sent, pending_items
+from services.annotation.records import RecordPayload, build_records, masked_items
+from services.lake.store import ObjectStore
+from services.lake.tables import LABELS_KEY, read_table
+
+if TYPE_CHECKING:
+    import argilla as rg
+
+    from services.settings import AnnotationSettings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PushResult:
+    sent: int = 0  # records Argilla confirmed in this push
+    pending: int = 0  # items still pending afterwards (unreachable, rejected or without labels)
+    rejected: int = 0  # records Argilla refused as invalid (they stay pending; see the log)
+    without_labels: int = 0  # items whose interaction is not in the labels table yet
+    per_dataset: dict[str, int] = field(default_factory=dict)
+    error: str | None = None  # set when the push stopped early because Argilla was unreachable
+    seconds: float = 0.0
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and self.pending == 0
+
+
+def push(
+    store: ObjectStore,
+    settings: AnnotationSettings,
+    *,
+    client: rg.Argilla | None = None,
+    queues: Iterable[str] | None = None,
+    resend: bool = False,
+    progress: Progress | None = None,
+) -> PushResult:
+    """Send every pending outbox item (every item with `resend`) to its queue's dataset."""
+    say = progress or (lambda _: None)
+    started = time.perf_counter()
+    pending = pending_items(store, queues=None if queues is None else check_queues(queues), resend=resend)
+    unknown = pending.filter(~pl.col("queue").is_in(list(QUEUES)))
+    if unknown.height:
+        # Answers from such a dataset could not be mapped back to a queue: keep them out of Argilla.
+        log.error("%d outbox items name queues flywheel does not know (%s): they stay pending", unknown.height,
+                  sorted(set(unknown.get_column("queue").to_list())))
+        pending = pending.filter(pl.col("queue").is_in(list(QUEUES)))
+    if pending.is_empty():
+        say("nothing pending")
+        return PushResult(pending=unknown.height, seconds=time.perf_counter() - started)
+    labels = read_table(store, LABELS_KEY)
+    if labels is None:
+        say(f"{pending.height} items pending, but the lake has no labels table ({LABELS_KEY}) yet")
+        return PushResult(pending=pending.height + unknown.height, without_labels=pending.height,
+                          seconds=time.perf_counter() - started)
+    masked, orphans = masked_items(pending, labels)
+    if orphans.height:
+        log.warning("%d outbox items have no row in %s yet: they stay pending", orphans.height, LABELS_KEY)
+
+    tally = _Tally()
+    error: str | None = None
+    try:
+        client = client or connect(settings)
+        for (queue,), group in masked.group_by("queue", maintain_order=True):
+            _push_queue(store, client, settings, dataset_name(settings.dataset_prefix, str(queue)), group, tally, say)
+    except ArgillaUnavailableError as exc:
+        error = str(exc)
+        log.error("push stopped: %s; %d sent, the rest stays pending", error, tally.sent)
+        say(f"stopped: {error}")
+    result = PushResult(
+        sent=tally.sent,
+        pending=pending.height + unknown.height - tally.sent,
+        rejected=tally.rejected,
+        without_labels=orphans.height,
+        per_dataset=dict(tally.per_dataset),
+        error=error,
+        seconds=time.perf_counter() - started,
+    )
+    log.info("push: %s", result)
+    return result
+
+
+@dataclass
+class _Tally:
+    """What this push got confirmed so far (kept when Argilla goes away half-way)."""
+
+    sent: int = 0
+    rejected: int = 0
+    per_dataset: dict[str, int] = field(default_factory=dict)
+
+
+def _push_queue(
+    store: ObjectStore,
+    client: rg.Argilla,
+    settings: AnnotationSettings,
+    name: str,
+    group: pl.DataFrame,
+    tally: _Tally,
+    say: Progress,
+) -> None:
+    dataset = _retrying(settings, f"dataset {name}", lambda: ensure_dataset(
+        client, name=name, workspace=settings.workspace, min_submitted=settings.min_submitted))
+    question_id = dataset.settings.questions[QUESTION_LABEL].id
+    total, confirmed = group.height, 0
+    started = time.perf_counter()
+    say(f"{name}: {total} records to send")
+    for offset in range(0, total, settings.batch_size):
+        batch = group.slice(offset, settings.batch_size)
+        payloads = build_records(batch)
+        ok_ids = _send_batch(client, settings, dataset.id, name, payloads, question_id)
+        if ok_ids:
+            # Only now, after Argilla answered: a crash before this line leaves the batch pending.
+            done = batch.filter(pl.col("interaction_id").is_in(ok_ids))
+            mark_sent(store, dataset=name, items=done, sent_at=datetime.now(UTC))
+        confirmed += len(ok_ids)
+        tally.sent += len(ok_ids)
+        tally.rejected += len(payloads) - len(ok_ids)
+        tally.per_dataset[name] = confirmed
+        rate = confirmed / max(time.perf_counter() - started, 1e-9)
+        say(f"{name}: {confirmed}/{total} records confirmed ({rate:.0f} records/s)")
+
+
+def _send_batch(
+    client: rg.Argilla,
+    settings: AnnotationSettings,
+    dataset_id: Any,
+    name: str,
+    payloads: Sequence[RecordPayload],
+    question_id: Any,
+) -> list[str]:
+    """The interaction ids Argilla confirmed (all of them, or those that pass one by one after a 422)."""
+    from argilla._exceptions import UnprocessableEntityError
+
+    models = [_record_model(p, question_id) for p in payloads]
+    where = f"{name} records {payloads[0].interaction_id}..{payloads[-1].interaction_id}"
+    try:
+        _retrying(settings, where, _upsert(client, dataset_id, models))
+        return [p.interaction_id for p in payloads]
+    except UnprocessableEntityError as exc:
+        log.warning("Argilla refused a batch of %s (%s): sending it record by record", where, _short(exc))
+    ok: list[str] = []
+    for payload, model in zip(payloads, models, strict=True):
+        try:
+            _retrying(settings, f"{name} record {payload.interaction_id}", _upsert(client, dataset_id, [model]))
+            ok.append(payload.interaction_id)
+        except UnprocessableEntityError as exc:
+            log.error("Argilla refused record %s of %s: %s (it stays pending)", payload.interaction_id, name,
+                      _short(exc))
+    return ok
+
+
+def _upsert(client: rg.Argilla, dataset_id: Any, models: list[Any]) -> Callable[[], Any]:
+    return lambda: client.api.records.bulk_upsert(dataset_id=dataset_id, records=models)
+
+
+def _record_model(payload: RecordPayload, question_id: Any) -> Any:
+    from argilla._models import RecordModel, SuggestionModel
+
+    suggestions = []
+    if payload.suggestion is not None:
+        suggestions.append(
+            SuggestionModel(
+                value=payload.suggestion.value,
+                question_id=question_id,
+                score=payload.suggestion.score,
+                agent=payload.suggestion.agent,
+                type="model",
+            )
+        )
+    return RecordModel(
+        external_id=payload.interaction_id,
+        fields=dict(payload.fields),
+        metadata=dict(payload.metadata),
+        suggestions=suggestions,
+    )
+
+
+def _retrying(settings: AnnotationSettings, what: str, call: Callable[[], T]) -> T:
+    """`call`, retried with exponential backoff while Argilla is unreachable; then ArgillaUnavailableError."""
+    attempts = settings.retries + 1
+    for attempt in range(1, attempts + 1):
+        try:
+            return call()
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            if attempt == attempts:
+                raise ArgillaUnavailableError(
+                    f"Argilla at {settings.url} did not answer for {what} after {attempts} attempts: "
+                    f"{type(exc).__name__}: {_short(exc)}"
+                ) from exc
+            delay = settings.retry_backoff_s * 2 ** (attempt - 1)
+            log.warning("Argilla did not answer for %s (%s: %s); retry %d/%d in %.1fs", what,
+                        type(exc).__name__, _short(exc), attempt, attempts - 1, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).replace("\n", " ")[:300]

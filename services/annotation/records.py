@@ -1,0 +1,183 @@
+"""Outbox items turned into Argilla record payloads, with personal data and secrets masked first.
+
+Pure code: polars frames in, plain payloads out (no Argilla import), so it is tested without a server.
+Masking happens on the joined frame, before any payload exists: every free-text column that reaches a
+record (input, output, the user's edit, the user's correction, the routing reason) goes through
+`labeling.pii`, and the signals summary is built from the masked columns only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Final
+
+import polars as pl
+
+from labeling.pii import mask_columns
+from services.annotation.layout import (
+    CLASS_LABELS,
+    FIELD_EDIT,
+    FIELD_INPUT,
+    FIELD_OUTPUT,
+    FIELD_SIGNALS,
+)
+
+FREE_TEXT: Final = ("input_text", "output_text", "edited_text", "correction_text", "reason")
+ITEM_COLUMNS: Final = ("interaction_id", "queue", "reason", "priority")
+# Label-table columns a record uses; those missing from an older table are treated as null.
+LABEL_COLUMNS: Final[dict[str, Any]] = {
+    "task": pl.String,
+    "model_version": pl.String,
+    "input_text": pl.String,
+    "output_text": pl.String,
+    "edited_text": pl.String,
+    "correction_text": pl.String,
+    "edit_ratio": pl.Float64,
+    "n_retries": pl.Int64,
+    "copied": pl.Boolean,
+    "accepted": pl.Boolean,
+    "rephrase_similarity": pl.Float64,
+    "dwell_ms": pl.Float64,
+    "abandoned_explicit": pl.Boolean,
+    "abandoned_inferred": pl.Boolean,
+    "explicit_label": pl.Int64,
+    "weak_label": pl.Int64,
+    "confidence": pl.Float64,
+    "label_model_version": pl.String,
+}
+EMPTY_TEXT: Final = "(empty)"  # a required Argilla text field cannot be empty
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    value: str
+    score: float | None
+    agent: str | None
+
+
+@dataclass(frozen=True)
+class RecordPayload:
+    """One record of a queue's dataset; `interaction_id` becomes the record's id (Argilla's external_id)."""
+
+    interaction_id: str
+    queue: str
+    fields: dict[str, str]
+    metadata: dict[str, str | float]
+    suggestion: Suggestion | None
+
+
+def masked_items(items: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Outbox items joined to their labels, free text masked; and the items that have no labels row.
+
+    `items` has interaction_id, queue, reason, priority; `labels` is the labeler's table (one row per
+    interaction). Items are kept in their order.
+    """
+    missing_cols = [c for c in ITEM_COLUMNS if c not in items.columns]
+    if missing_cols or "interaction_id" not in labels.columns:
+        raise ValueError(
+            f"expected outbox items with columns {list(ITEM_COLUMNS)} and labels with interaction_id, "
+            f"got items {items.columns} and labels {labels.columns[:8]}..."
+        )
+    # Cast to the expected types: a column that was null in every row may have been written as type Null.
+    table = labels.select(
+        pl.col("interaction_id").cast(pl.String),
+        *(
+            pl.col(name).cast(dtype) if name in labels.columns else pl.lit(None, dtype=dtype).alias(name)
+            for name, dtype in LABEL_COLUMNS.items()
+        ),
+    ).unique(subset="interaction_id", keep="last")
+    item_types = {"interaction_id": pl.String, "queue": pl.String, "reason": pl.String, "priority": pl.Float64}
+    joined = items.select(pl.col(c).cast(t) for c, t in item_types.items()).join(
+        table, on="interaction_id", how="left", maintain_order="left"
+    )
+    has_labels = pl.col("interaction_id").is_in(table.get_column("interaction_id").implode())
+    found = joined.filter(has_labels)
+    return mask_columns(found, FREE_TEXT), items.filter(~has_labels)
+
+
+def build_records(masked: pl.DataFrame) -> list[RecordPayload]:
+    """Record payloads from the rows of `masked_items` (already masked: nothing here masks again)."""
+    return [_record(row) for row in masked.iter_rows(named=True)]
+
+
+def _record(row: dict[str, Any]) -> RecordPayload:
+    fields = {
+        FIELD_INPUT: _text(row["input_text"]),
+        FIELD_OUTPUT: _text(row["output_text"]),
+        FIELD_SIGNALS: signals_summary(row),
+    }
+    if row["edited_text"]:
+        fields[FIELD_EDIT] = row["edited_text"]
+    metadata: dict[str, str | float] = {
+        name: str(row[name]) for name in ("task", "model_version", "queue", "reason") if row[name] not in (None, "")
+    }
+    if _finite(row["priority"]):
+        metadata["priority"] = float(row["priority"])
+    suggestion = None
+    weak = row["weak_label"]
+    if weak in CLASS_LABELS:
+        confidence = row["confidence"]
+        suggestion = Suggestion(
+            value=CLASS_LABELS[weak],
+            score=float(confidence) if _finite(confidence) else None,
+            agent=row["label_model_version"] or None,
+        )
+    return RecordPayload(
+        interaction_id=str(row["interaction_id"]),
+        queue=str(row["queue"]),
+        fields=fields,
+        metadata=metadata,
+        suggestion=suggestion,
+    )
+
+
+def signals_summary(row: dict[str, Any]) -> str:
+    """What the user did with the output, in a few Markdown lines for the annotator."""
+    lines: list[str] = []
+    if row.get("reason"):
+        lines.append(f"**Why it is here:** {row['reason']}")
+    weak = row.get("weak_label")
+    if weak in CLASS_LABELS:
+        conf = row.get("confidence")
+        conf_text = f" (confidence {conf:.2f})" if _finite(conf) else ""
+        lines.append(f"**Weak label:** {CLASS_LABELS[weak]}{conf_text}")
+    else:
+        lines.append("**Weak label:** none (no labeling function voted)")
+    explicit = row.get("explicit_label")
+    if explicit in CLASS_LABELS:
+        lines.append(f"**The user rated it:** {CLASS_LABELS[explicit]}")
+
+    behaviour: list[str] = []
+    if row.get("edited_text"):
+        ratio = row.get("edit_ratio")
+        behaviour.append(f"edited ({ratio:.0%} changed)" if _finite(ratio) else "edited")
+    retries = row.get("n_retries")
+    if retries:
+        behaviour.append(f"{retries} retr{'y' if retries == 1 else 'ies'}")
+    for column, said in (("copied", "copied"), ("accepted", "accepted")):
+        if row.get(column) is True:
+            behaviour.append(said)
+    similarity = row.get("rephrase_similarity")
+    if _finite(similarity):
+        behaviour.append(f"next prompt {similarity:.0%} similar (rephrase?)")
+    dwell = row.get("dwell_ms")
+    if isinstance(dwell, int | float) and _finite(dwell):
+        behaviour.append(f"read for {dwell / 1000:.1f} s")
+    if row.get("abandoned_explicit") is True:
+        behaviour.append("abandoned (said so)")
+    elif row.get("abandoned_inferred") is True:
+        behaviour.append("abandoned (went quiet)")
+    lines.append(f"**What the user did:** {', '.join(behaviour) if behaviour else 'nothing recorded'}")
+    if row.get("correction_text"):
+        lines.append(f"**The user's correction:** {row['correction_text']}")
+    return "\n\n".join(lines)
+
+
+def _text(value: object) -> str:
+    return str(value) if value is not None and str(value).strip() else EMPTY_TEXT
+
+
+def _finite(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+

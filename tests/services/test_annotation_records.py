@@ -1,0 +1,311 @@
+"""Unit tests of the annotation sync's pure parts and lake tables: records built and masked, the outbox's
+pending items and sent marks, gold files and the labeler's consensus over several annotators. Nothing
+running is needed."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from labeling.pii import find_pii
+from services.annotation.gold import (
+    GoldResponse,
+    from_search_record,
+    from_webhook_event,
+    land,
+    landed_versions,
+    read_gold_responses,
+)
+from services.annotation.layout import dataset_name, queue_of
+from services.annotation.outbox import mark_sent, pending_items, read_sent
+from services.annotation.records import EMPTY_TEXT, build_records, masked_items
+from services.labeler.pipeline import read_gold
+from services.lake.store import LocalStore
+from services.lake.tables import OUTBOX_PREFIX, write_table
+
+# Planted in every free-text column; none of these may survive into a record.
+PLANTED = {
+    "email": "jane.doe+flywheel@example.co.uk",
+    "phone": "+1 415 555 0199",
+    "card": "4111 1111 1111 1111",
+    "openai_key": "sk-live-0042abcdefghijklmnopqrstuv",
+    "github_token": "ghp_abcdefghijklmnopqrstuvwxyz0123",
+    "aws_key": "AKIAIOSFODNN7EXAMPLE",
+    "bearer": "Bearer abc.def-ghi_jkl012345",
+    "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N",
+}
+SECRETS = [v.removeprefix("Bearer ") for v in PLANTED.values()]
+
+
+def _pii(n: int) -> str:
+    return " ".join(f"{kind}: {value}" for kind, value in list(PLANTED.items())[n % 3 :: 2])
+
+
+def labels_frame(n: int = 6) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "interaction_id": [f"i-{k}" for k in range(n)],
+            "app": ["support-bot"] * n,
+            "task": ["reply-draft"] * n,
+            "model_id": ["support-llm"] * n,
+            "model_version": ["2026-11-15"] * n,
+            "segment": ["pro"] * n,
+            "input_text": [f"Reset my password please. {_pii(k)}" for k in range(n - 1)] + [None],
+            "output_text": [f"Open Settings, then mail {PLANTED['email']} or call {PLANTED['phone']}"] * n,
+            "edited_text": [f"Open Settings > Account. My card {PLANTED['card']}" if k % 2 else None for k in range(n)],
+            "correction_text": [f"use token {PLANTED['github_token']}" if k == 1 else None for k in range(n)],
+            "edit_ratio": [0.4 if k % 2 else None for k in range(n)],
+            "n_retries": [k % 3 for k in range(n)],
+            "copied": [k % 2 == 0 for k in range(n)],
+            "accepted": [False] * n,
+            "rephrase_similarity": [0.81 if k == 2 else None for k in range(n)],
+            "dwell_ms": [3200.0] * n,
+            "abandoned_explicit": [k == 3 for k in range(n)],
+            "abandoned_inferred": [k == 4 for k in range(n)],
+            "explicit_label": [0 if k == 1 else -1 for k in range(n)],
+            "label": [1, 0, 1, -1, 0, 1][:n],
+            "weak_label": [1, 0, 1, -1, 0, 1][:n],
+            "confidence": [0.62, 0.55, 0.9, 0.5, 0.58, 0.66][:n],
+            "prob_good": [0.62, 0.45, 0.9, 0.5, 0.42, 0.66][:n],
+            "label_model_version": ["LabelModel-abc"] * n,
+            "lf_fingerprint": ["fp"] * n,
+        }
+    )
+
+
+def outbox_frame(ids: list[str], queue: str = "uncertain", reason: str | None = None) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "interaction_id": ids,
+            "queue": [queue] * len(ids),
+            "reason": [reason or f"label-model confidence 0.{k}0 < 0.70" for k in range(len(ids))],
+            "priority": [1.0 - k / 10 for k in range(len(ids))],
+            "snapshot": ["snap"] * len(ids),
+        }
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# records
+
+
+def test_records_carry_fields_metadata_and_the_weak_label_as_suggestion() -> None:
+    items = outbox_frame(["i-0", "i-1", "i-3"])
+    masked, orphans = masked_items(items, labels_frame())
+    records = {r.interaction_id: r for r in build_records(masked)}
+    assert orphans.is_empty()
+    assert list(records) == ["i-0", "i-1", "i-3"]  # the outbox's order (highest priority first)
+
+    r0, r1, r3 = records["i-0"], records["i-1"], records["i-3"]
+    assert set(r0.fields) == {"input", "output", "signals"}  # no edit: the optional field is left out
+    assert set(r1.fields) == {"input", "output", "user_edit", "signals"}
+    assert r0.metadata == {
+        "task": "reply-draft",
+        "model_version": "2026-11-15",
+        "queue": "uncertain",
+        "reason": "label-model confidence 0.00 < 0.70",
+        "priority": 1.0,
+    }
+    assert r0.suggestion is not None and (r0.suggestion.value, r0.suggestion.score) == ("good", 0.62)
+    assert r0.suggestion.agent == "LabelModel-abc"
+    assert r1.suggestion is not None and r1.suggestion.value == "bad"
+    assert r3.suggestion is None  # the label model abstained: nothing to suggest
+    assert "**The user rated it:** bad" in r1.fields["signals"]
+    assert "edited (40% changed)" in r1.fields["signals"] and "1 retry" in r1.fields["signals"]
+    assert "abandoned (said so)" in r3.fields["signals"]
+
+
+def test_planted_pii_never_reaches_a_record() -> None:
+    labels = labels_frame()
+    reason = f"flagged by {PLANTED['email']} with key {PLANTED['openai_key']}"
+    items = outbox_frame(labels.get_column("interaction_id").to_list(), reason=reason)
+    masked, _ = masked_items(items, labels)
+    records = build_records(masked)
+    assert len(records) == labels.height
+    blob = json.dumps([asdict(r) for r in records])
+    for secret in SECRETS:
+        assert secret not in blob, secret
+    for record in records:
+        for text in [*record.fields.values(), *(str(v) for v in record.metadata.values())]:
+            assert not find_pii(text), (record.interaction_id, text)
+    assert "[EMAIL]" in blob and "[CARD]" in blob and "[SECRET]" in blob and "[PHONE]" in blob
+
+
+def test_an_empty_input_gets_a_placeholder_and_items_without_labels_are_set_aside() -> None:
+    masked, orphans = masked_items(outbox_frame(["i-5", "unknown"]), labels_frame())
+    (record,) = build_records(masked)
+    assert record.fields["input"] == EMPTY_TEXT
+    assert orphans.get_column("interaction_id").to_list() == ["unknown"]
+
+
+def test_an_older_labels_table_without_some_columns_still_builds_records() -> None:
+    labels = labels_frame().drop("rephrase_similarity", "dwell_ms", "correction_text", "abandoned_inferred")
+    masked, _ = masked_items(outbox_frame(["i-0"]), labels)
+    (record,) = build_records(masked)
+    assert record.fields["output"].startswith("Open Settings")
+
+
+def test_a_column_null_in_every_row_is_fine_whatever_type_it_was_written_with() -> None:
+    labels = labels_frame().with_columns(pl.lit(None).alias("edited_text"), pl.lit(None).alias("confidence"))
+    assert labels.schema["edited_text"] == pl.Null
+    items = outbox_frame(["i-1"]).with_columns(pl.lit(None).alias("reason"))
+    masked, _ = masked_items(items, labels)
+    (record,) = build_records(masked)
+    assert "user_edit" not in record.fields
+    assert record.suggestion is not None and record.suggestion.score is None
+
+
+def test_masked_items_says_what_it_expected() -> None:
+    with pytest.raises(ValueError, match="expected outbox items with columns"):
+        masked_items(pl.DataFrame({"interaction_id": ["x"]}), labels_frame())
+
+
+def test_dataset_names_map_back_to_queues() -> None:
+    assert dataset_name("fw-", "audit") == "fw-audit"
+    assert queue_of("fw-", "fw-audit") == "audit"
+    assert queue_of("fw-", "fw-unknown") is None
+    assert queue_of("fw-", "other-audit") is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# outbox
+
+
+def test_pending_is_items_minus_sent_marks_and_a_mark_is_rewritten_not_duplicated(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    write_table(store, f"{OUTBOX_PREFIX}/a.parquet", outbox_frame(["i-0", "i-1", "i-2"]))
+    # the same item routed again in a later pass (with a lower priority) is one item
+    write_table(store, f"{OUTBOX_PREFIX}/b.parquet", outbox_frame(["i-2"]).with_columns(pl.lit(0.1).alias("priority")))
+    write_table(store, f"{OUTBOX_PREFIX}/c.parquet", outbox_frame(["i-2"], queue="audit"))
+    pending = pending_items(store)
+    assert pending.select("queue", "interaction_id").rows() == [
+        ("audit", "i-2"), ("uncertain", "i-0"), ("uncertain", "i-1"), ("uncertain", "i-2")]
+    assert pending.filter(pl.col("queue") == "uncertain").get_column("priority").to_list() == [1.0, 0.9, 0.8]
+
+    batch = pending.filter(pl.col("queue") == "uncertain").head(2)
+    now = datetime.now(UTC)
+    key = mark_sent(store, dataset="fw-uncertain", items=batch, sent_at=now)
+    again = mark_sent(store, dataset="fw-uncertain", items=batch.reverse(), sent_at=now + timedelta(seconds=5))
+    assert key == again  # named by its items: a batch sent twice rewrites its mark
+    assert read_sent(store).height == 2
+    assert pending_items(store).select("queue", "interaction_id").rows() == [("audit", "i-2"), ("uncertain", "i-2")]
+    assert pending_items(store, queues=["audit"]).height == 1
+    assert pending_items(store, resend=True).height == 4
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# gold
+
+
+T0 = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+
+
+def gold(interaction: str, annotator: str, label: int, *, at: int = 0, rid: str | None = None) -> GoldResponse:
+    return GoldResponse(
+        interaction_id=interaction,
+        queue="audit",
+        dataset="fw-audit",
+        annotator=annotator,
+        annotator_id=f"{annotator}-id",
+        label=label,
+        correction=None,
+        submitted_at=T0 + timedelta(seconds=at),
+        response_id=rid or f"{interaction}-{annotator}",
+        source="webhook",
+    )
+
+
+def test_landing_the_same_responses_again_rewrites_one_file(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    responses = [gold("a", "ann", 1), gold("b", "ann", 0)]
+    key = land(store, responses)
+    assert land(store, list(reversed(responses))) == key
+    assert land(store, []) is None
+    assert store.list("gold") == [key]
+    assert key is not None and key.startswith("gold/responses/date=2026-11-27/")
+    assert landed_versions(store) == {("a-ann", T0), ("b-ann", T0)}
+
+
+def test_readers_keep_each_annotators_latest_answer(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    land(store, [gold("a", "ann", 1)])
+    land(store, [gold("a", "ann", 0, at=60)])  # the same response, edited a minute later
+    land(store, [gold("a", "ann", 1)])  # an old delivery arriving late changes nothing
+    latest = read_gold_responses(store)
+    assert latest.select("interaction_id", "annotator", "label").rows() == [("a", "ann", 0)]
+    assert read_gold_responses(store, latest=False).height == 2
+
+
+def test_the_labeler_takes_one_annotators_label_and_cleanlabs_consensus_for_several(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    land(store, [gold("alone", "x", 0)])
+    land(store, [gold("three", "x", 1), gold("three", "y", 1), gold("three", "z", 0)])
+    land(store, [gold("pair", "x", 0), gold("pair", "y", 0)])
+    land(store, [gold("changed", "z", 1), gold("changed", "z", 0, at=30, rid="changed-z-2")])
+    result = {row["interaction_id"]: (row["gold_label"], row["annotators"]) for row in read_gold(store).to_dicts()}
+    assert result == {"alone": (0, 1), "changed": (0, 1), "pair": (0, 2), "three": (1, 3)}
+
+
+def test_read_gold_on_an_empty_lake(tmp_path: Path) -> None:
+    assert read_gold(LocalStore(tmp_path)).schema == pl.Schema(
+        {"interaction_id": pl.String, "gold_label": pl.Int64, "annotators": pl.UInt32})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Argilla's JSON -> gold rows
+
+
+def _record(status: str = "submitted", values: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": "rec-uuid",
+        "external_id": "i-7",
+        "metadata": {"queue": "suspect"},
+        "dataset": {"name": "fw-suspect"},
+        "responses": [
+            {
+                "id": "resp-1",
+                "values": values if values is not None else
+                {"quality": {"value": "bad"}, "corrected_output": {"value": "Open Settings > Account"}},
+                "status": status,
+                "user_id": "user-1",
+                "inserted_at": "2026-11-27T09:00:00.000001",
+                "updated_at": "2026-11-27T09:05:00.123456",
+            }
+        ],
+    }
+
+
+def test_a_webhook_event_and_a_search_result_give_the_same_gold_row() -> None:
+    record = _record()
+    response = record["responses"][0]
+    event = {
+        "type": "response.created",
+        "version": 1,
+        "timestamp": "2026-11-27T09:05:00.200000Z",
+        "data": {**{k: v for k, v in response.items() if k != "user_id"}, "record": record,
+                 "user": {"id": "user-1", "username": "ann"}},
+    }
+    by_webhook = from_webhook_event(event, prefix="fw-")
+    (by_reconcile,) = from_search_record(record, dataset="fw-suspect", usernames={"user-1": "ann"}, prefix="fw-")
+    assert by_webhook is not None
+    assert by_webhook.source == "webhook" and by_reconcile.source == "reconcile"
+    assert asdict(by_webhook) | {"source": "reconcile"} == asdict(by_reconcile)
+    assert by_webhook.version == ("resp-1", datetime(2026, 11, 27, 9, 5, 0, 123456, tzinfo=UTC))
+    assert (by_webhook.interaction_id, by_webhook.queue, by_webhook.label) == ("i-7", "suspect", 0)
+    assert by_webhook.correction == "Open Settings > Account"
+
+
+def test_only_submitted_answers_on_our_datasets_become_gold() -> None:
+    assert from_search_record(_record(status="draft"), dataset="fw-suspect", usernames={}, prefix="fw-") == []
+    assert from_search_record(_record(), dataset="someone-elses", usernames={}, prefix="fw-") == []
+    assert from_search_record(_record(values={}), dataset="fw-suspect", usernames={}, prefix="fw-") == []
+    (unnamed,) = from_search_record(_record(values={"quality": {"value": "good"}}), dataset="fw-suspect",
+                                    usernames={}, prefix="fw-")
+    assert (unnamed.annotator, unnamed.label, unnamed.correction) == ("user-1", 1, None)
+    assert from_webhook_event({"type": "record.completed", "data": {}}, prefix="fw-") is None
