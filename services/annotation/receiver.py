@@ -134,6 +134,13 @@ def _request_handler(handler: WebhookHandler, path: str, max_body: int) -> type[
         server_version = "flywheel-webhooks"
         timeout = 30  # seconds a client may take to send its delivery
 
+        def do_GET(self) -> None:
+            # liveness for compose and Kubernetes probes: the receiver thread answers
+            if self.path.split("?", 1)[0].rstrip("/") == "/healthz":
+                self._answer(Outcome(200, "ok"))
+            else:
+                self._answer(Outcome(404, "unknown path"))
+
         def do_POST(self) -> None:
             if self.path.split("?", 1)[0] != path:
                 self._answer(Outcome(404, "unknown path"))

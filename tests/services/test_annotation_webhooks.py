@@ -175,6 +175,12 @@ def test_a_signed_delivery_lands_a_gold_label_and_its_replay_is_rejected(
     assert read_gold_responses(store, latest=False).height == 1
 
 
+def test_the_receiver_answers_health_probes(receiver: tuple[WebhookServer, LocalStore]) -> None:
+    server, _ = receiver
+    with urllib.request.urlopen(server.url.replace("/hook", "/healthz"), timeout=10) as answer:
+        assert answer.status == 200
+
+
 def test_forged_stale_and_oversized_deliveries_land_nothing(receiver: tuple[WebhookServer, LocalStore]) -> None:
     server, store = receiver
     body = response_event()
