@@ -125,6 +125,33 @@ def labeler(verbose: bool = False) -> None:
 
 
 @app.command()
+def serve(verbose: bool = False) -> None:
+    """Capture, labeler, annotation sync and slice renewal in one process, with /healthz and /metrics."""
+    from services.serve.app import FlywheelServer, ServeSettings, serve_forever
+
+    _logging(verbose)
+    settings = ServeSettings()
+    serve_forever(FlywheelServer(settings, settings.capture.lake.open()))
+
+
+@app.command()
+def report(
+    lake: Annotated[str | None, typer.Option(help="local path or s3:// URL (default: FLYWHEEL_LAKE_URL)")] = None,
+    out: Annotated[Path, typer.Option(help="where to write the HTML report")] = Path("flywheel-report.html"),
+    truth: Annotated[Path | None, typer.Option(help="the simulator's truth file, to score labels")] = None,
+) -> None:
+    """Write the flywheel health report (HTML with plots) for any lake."""
+    import polars as pl
+
+    from services.report.build import build_report
+    from services.settings import LakeSettings
+
+    store = (LakeSettings() if lake is None else LakeSettings(url=lake)).open()
+    path = build_report(store, out, truth=pl.read_parquet(truth) if truth else None)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
 def events(lake: Annotated[str, typer.Option(help="local path or s3:// URL")] = "./lake") -> None:
     """Count the captured events per type (deduplicated by event_id)."""
     import polars as pl

@@ -12,11 +12,13 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import polars as pl
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -25,7 +27,7 @@ from services.labeler.pipeline import label_pass
 from services.lake.store import ObjectStore
 from services.serve.http import OpsServer
 from services.serve.metrics import FlywheelMetrics
-from services.settings import CaptureSettings, KafkaSettings, LabelerSettings
+from services.settings import AnnotationSettings, CaptureSettings, KafkaSettings, LabelerSettings
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,8 @@ class ServeSettings(BaseSettings):
     metrics_interval_s: float = Field(5.0, gt=0)
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
     labeler: LabelerSettings = Field(default_factory=LabelerSettings)
+    # annotation sync runs when an Argilla API key is configured (FLYWHEEL_ARGILLA_API_KEY)
+    annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
 
 
 @dataclass
@@ -114,7 +118,39 @@ class FlywheelServer:
                 self.metrics.label_passes.inc()
                 self.metrics.label_rate.set(result.interactions / max(result.seconds, 1e-9))
 
-        return [Stage("labeler", self.settings.label_interval_s, label), *self.extra_stages]
+        stages = [Stage("labeler", self.settings.label_interval_s, label)]
+        if self.settings.annotation.api_key is not None:
+            stages.append(Stage("annotation", self.settings.annotate_interval_s, self._push))
+        stages.append(Stage("queues", self.settings.metrics_interval_s, self._queue_depth))
+        return [*stages, *self.extra_stages]
+
+    def _push(self) -> None:
+        from services.annotation.push import push
+
+        result = push(self.store, self.settings.annotation)
+        if result.error is not None:
+            raise RuntimeError(f"push stopped, {result.pending} items left pending: {result.error}")
+
+    def _queue_depth(self) -> None:
+        from services.annotation.gold import read_gold_responses
+        from services.annotation.outbox import pending_items
+
+        pending = pending_items(self.store)
+        depth = dict(pending.group_by("queue").agg(pl.len()).iter_rows()) if pending.height else {}
+        for queue in {*depth, "uncertain", "suspect", "conflict", "audit", "renewal"}:
+            self.metrics.queue_depth.labels(queue=queue).set(depth.get(queue, 0))
+        self.metrics.gold.set(read_gold_responses(self.store).height)
+
+    def _receive_webhooks(self, stop: threading.Event) -> None:
+        """The webhook receiver and its reconcile loop; restarted if it fails (Argilla down at start)."""
+        from services.annotation.receiver import serve as serve_webhooks
+
+        while not stop.is_set():
+            try:
+                serve_webhooks(self.store, self.settings.annotation, stop=stop)
+            except Exception as e:
+                self._failed("webhooks", e)
+                stop.wait(self.settings.annotate_interval_s)
 
     async def _every(self, stage: Stage) -> None:
         while True:
@@ -151,6 +187,11 @@ class FlywheelServer:
         self.ops.start()
         log.info("serving /healthz and /metrics on %s:%d", self.settings.host, self.ops.port)
         tasks: list[asyncio.Task[None]] = []
+        receiver_stop = threading.Event()
+        receiver: threading.Thread | None = None
+        if self.settings.annotation.api_key is not None and self.settings.annotation.webhook.public_url:
+            receiver = threading.Thread(target=self._receive_webhooks, args=(receiver_stop,), name="webhooks")
+            receiver.start()
         try:
             async with self.capture.running():
                 jobs: list[Awaitable[None]] = [self._capture_metrics(), *(self._every(s) for s in self.stages())]
@@ -162,6 +203,9 @@ class FlywheelServer:
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            receiver_stop.set()
+            if receiver is not None:
+                await asyncio.to_thread(receiver.join, 30)
             self.ops.stop()
 
 
