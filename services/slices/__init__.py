@@ -1,0 +1,7 @@
+"""Eval slices and training exports: versioned, drift-aware, in the lake, announced on Kafka."""
+
+from __future__ import annotations
+
+from services.slices.api import load_export, load_slice
+
+__all__ = ["load_export", "load_slice"]

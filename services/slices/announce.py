@@ -1,0 +1,150 @@
+"""Announcing published versions on Kafka, at least once.
+
+A version is announced after its manifest is written: one JSON event keyed by the slice name (or
+`exports/<kind>`), carrying the manifest's summary. A mark under state/announced/ records each event
+Kafka acknowledged; a version published while Kafka was unreachable has no mark, and the next publish
+(or `flywheel slices announce`) sends it. The event id is fixed by (root, version, content hash), so a
+consumer that sees an event twice can drop the second.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+from services.lake.store import ObjectStore
+from services.lake.tables import write_json
+from services.slices.versions import EXPORTS_PREFIX, MANIFEST, SLICES_PREFIX, list_roots, read_manifest, version_key
+
+if TYPE_CHECKING:
+    from services.settings import KafkaSettings, SliceSettings
+
+log = logging.getLogger(__name__)
+
+ANNOUNCED_PREFIX: Final = "state/announced"
+SCHEMA_VERSION: Final = 1
+_NAMESPACE: Final = uuid.UUID("6f1c2a52-8a0e-4c55-9d43-5f0b7d7f3a10")
+
+
+class Announcer(Protocol):
+    topic: str
+
+    def send(self, key: str, event: dict[str, Any]) -> None:
+        """Send and wait until the broker acknowledged it (raise otherwise)."""
+
+
+class KafkaAnnouncer:
+    """A kafka-python producer that waits for every announcement's acknowledgement (acks=all)."""
+
+    def __init__(self, kafka: KafkaSettings, *, topic: str, timeout_s: float = 30.0) -> None:
+        self.topic = topic
+        self._kafka = kafka
+        self._timeout_s = timeout_s
+        self._producer: Any = None  # connected on first send: an unreachable broker must not block a build
+
+    def send(self, key: str, event: dict[str, Any]) -> None:
+        if self._producer is None:
+            from kafka import KafkaProducer
+
+            self._producer = KafkaProducer(
+                **self._kafka.kafka_python_options(),
+                acks="all",
+                retries=5,
+                request_timeout_ms=int(self._timeout_s * 1000),
+                max_block_ms=int(self._timeout_s * 1000),
+                bootstrap_timeout_ms=int(self._timeout_s * 1000),
+            )
+        future = self._producer.send(
+            self.topic, key=key.encode(), value=json.dumps(event, sort_keys=True, default=str).encode()
+        )
+        future.get(timeout=self._timeout_s)
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close(timeout=self._timeout_s)
+            self._producer = None
+
+    def __enter__(self) -> KafkaAnnouncer:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+def event_key(root: str) -> str:
+    """Slices are keyed by their name (all versions of a slice land in one partition, in order)."""
+    return root.split("/", 1)[1] if root.startswith(f"{SLICES_PREFIX}/") else root
+
+
+def announcement(store: ObjectStore, root: str, manifest: dict[str, Any]) -> dict[str, Any]:
+    """The event for a published version: what it is, where it is, its hash, and its summary."""
+    version = int(manifest["version"])
+    kind = "slice" if root.startswith(f"{SLICES_PREFIX}/") else "export"
+    event = {
+        "event_id": str(uuid.uuid5(_NAMESPACE, f"{root}@v{version}@{manifest['content_hash']}")),
+        "type": f"{kind}.published",
+        "schema_version": SCHEMA_VERSION,
+        "ts": datetime.now(UTC).isoformat(),
+        "name": manifest.get("name"),
+        "version": version,
+        "lake": store.url,
+        "manifest_key": version_key(root, version, MANIFEST),
+        "content_hash": manifest["content_hash"],
+        "rows": manifest.get("rows"),
+        "parent": manifest.get("parent"),
+        "created_at": manifest.get("created_at"),
+        "counts": {k: v for k, v in manifest.get("counts", {}).items() if k != "by_stratum"},
+        "model_versions": manifest.get("model_versions"),
+    }
+    if kind == "slice":
+        event["changes"] = manifest.get("changes")
+        drift = manifest.get("drift") or {}
+        event["drift"] = {
+            side: None if drift.get(side) is None else
+            {k: drift[side].get(k) for k in ("divergence", "by_dimension", "uncovered", "stale")}
+            for side in ("before", "after")
+        }
+    else:
+        event["export_kind"] = manifest.get("export_kind")
+    return event
+
+
+def _mark_key(root: str, version: int) -> str:
+    return f"{ANNOUNCED_PREFIX}/{root}/v{version}.json"
+
+
+def announce(store: ObjectStore, root: str, version: int, announcer: Announcer) -> dict[str, Any]:
+    """Send one version's announcement and mark it sent; returns the event."""
+    manifest = read_manifest(store, root, version)
+    event = announcement(store, root, manifest)
+    announcer.send(event_key(root), event)
+    write_json(store, _mark_key(root, version),
+               {"event_id": event["event_id"], "topic": announcer.topic, "announced_at": datetime.now(UTC).isoformat()})
+    log.info("announced %s v%d on %s (%s)", root, version, announcer.topic, event["event_id"])
+    return event
+
+
+def unannounced(store: ObjectStore) -> list[tuple[str, int]]:
+    """Published versions without an acknowledged announcement, oldest first per root."""
+    marked = set(store.list(f"{ANNOUNCED_PREFIX}/"))
+    pending: list[tuple[str, int]] = []
+    for prefix in (SLICES_PREFIX, EXPORTS_PREFIX):
+        for root, versions in list_roots(store, prefix).items():
+            pending.extend((root, v) for v in versions if _mark_key(root, v) not in marked)
+    return pending
+
+
+def announce_pending(store: ObjectStore, announcer: Announcer) -> list[dict[str, Any]]:
+    """Announce every published version not yet announced; returns the events sent."""
+    return [announce(store, root, version, announcer) for root, version in unannounced(store)]
+
+
+def announcer_from(settings: SliceSettings) -> KafkaAnnouncer | None:
+    """The settings' announcer, or None when announcing is off (FLYWHEEL_SLICES_ANNOUNCE=false)."""
+    if not settings.announce:
+        return None
+    return KafkaAnnouncer(settings.kafka, topic=settings.announce_topic, timeout_s=settings.announce_timeout_s)

@@ -1,0 +1,169 @@
+"""What ML engineers call: load a slice or an export as a polars frame, pull one to disk, diff two versions.
+
+    from services.slices import load_slice
+    frame = load_slice("support-reply")                  # latest version, from the lake at FLYWHEEL_LAKE_URL
+    frame = load_slice("support-reply", version=3, lake="s3://bucket/lake")
+
+Every read checks the data against the SHA-256 in the version's manifest first.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from labeling.clusters import fit_topics
+from services.lake.store import ObjectStore, open_store
+from services.slices.definitions import DefinitionError
+from services.slices.traffic import NoTrafficError
+from services.slices.versions import (
+    IntegrityError,
+    VersionExistsError,
+    VersionNotFoundError,
+    export_root,
+    read_file,
+    read_frame,
+    read_manifest,
+    resolve,
+    slice_root,
+)
+
+RETIRED = "retired.parquet"
+# what a user can cause and fix (the CLI prints these without a traceback)
+SLICE_ERRORS = (DefinitionError, NoTrafficError, VersionNotFoundError, IntegrityError, VersionExistsError)
+
+
+def _store(lake: str | Path | ObjectStore | None, s3_options: Mapping[str, Any] | None) -> ObjectStore:
+    if lake is None:
+        from services.settings import SliceSettings
+
+        return SliceSettings().lake.open()
+    if isinstance(lake, str | Path):
+        return open_store(lake, **dict(s3_options or {}))
+    return lake
+
+
+def load_slice(
+    name: str,
+    version: int | None = None,
+    *,
+    lake: str | Path | ObjectStore | None = None,
+    s3_options: Mapping[str, Any] | None = None,
+    columns: list[str] | None = None,
+    verify: bool = True,
+) -> pl.DataFrame:
+    """A slice version (the latest when `version` is None) as a polars frame, verified against its hash."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"expected a slice name, got {name!r}")
+    store = _store(lake, s3_options)
+    root = slice_root(name)
+    manifest = read_manifest(store, root, resolve(store, root, version))
+    return read_frame(store, manifest, columns=columns, verify=verify)
+
+
+def load_export(
+    kind: str,
+    version: int | None = None,
+    *,
+    lake: str | Path | ObjectStore | None = None,
+    s3_options: Mapping[str, Any] | None = None,
+    verify: bool = True,
+) -> pl.DataFrame:
+    """A training export version (the latest when `version` is None) as a polars frame."""
+    store = _store(lake, s3_options)
+    root = export_root(kind)
+    manifest = read_manifest(store, root, resolve(store, root, version))
+    return read_frame(store, manifest, verify=verify)
+
+
+def pull(store: ObjectStore, root: str, version: int | None, dest: Path) -> list[Path]:
+    """Copy a version's files (verified) and its manifest to `dest/<root>/v<k>/`; returns the paths."""
+    resolved = resolve(store, root, version)
+    manifest = read_manifest(store, root, resolved)
+    folder = dest / root / f"v{resolved}"
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name in sorted(manifest["files"]):
+        path = folder / name
+        path.write_bytes(read_file(store, manifest, name, verify=True))
+        written.append(path)
+    path = folder / "manifest.json"
+    path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    return [*written, path]
+
+
+@dataclass(frozen=True)
+class SliceDiff:
+    name: str
+    old: int
+    new: int
+    added: pl.DataFrame  # interaction_id, topic, stratum, label_source, added_in
+    retired: pl.DataFrame  # interaction_id, topic, stratum, reason
+    kept: int
+    relabeled: pl.DataFrame  # kept items whose label or its source changed
+    by_cluster: pl.DataFrame  # topic_cluster, topic, rows in the old version, rows in the new one
+
+
+def diff(store: ObjectStore, name: str, old: int, new: int) -> SliceDiff:
+    """What changed between two versions of a slice (any two, not only parent and child)."""
+    root = slice_root(name)
+    if old == new:
+        raise ValueError(f"expected two different versions, got v{old} twice")
+    a_manifest = read_manifest(store, root, resolve(store, root, old))
+    b_manifest = read_manifest(store, root, resolve(store, root, new))
+    a, b = read_frame(store, a_manifest), read_frame(store, b_manifest)
+    keys = ["interaction_id", "topic", "stratum", "label_source"]
+    added = b.join(a, on="interaction_id", how="anti").select(*keys, "added_in").sort("interaction_id")
+    gone = a.join(b, on="interaction_id", how="anti").select("interaction_id", "topic", "stratum")
+    reasons = pl.DataFrame(schema={"interaction_id": pl.String, "reason": pl.String})
+    if b_manifest.get("parent", {}) and b_manifest["parent"]["version"] == old and RETIRED in b_manifest["files"]:
+        reasons = read_frame(store, b_manifest, RETIRED).select("interaction_id", "reason")
+    retired = gone.join(reasons, on="interaction_id", how="left").with_columns(
+        pl.col("reason").fill_null(f"not in v{new}")
+    ).sort("interaction_id")
+    both = a.select("interaction_id", "label", "label_source").join(
+        b.select("interaction_id", "label", "label_source"), on="interaction_id", how="inner", suffix="_new"
+    )
+    relabeled = both.filter(
+        (pl.col("label") != pl.col("label_new")) | (pl.col("label_source") != pl.col("label_source_new"))
+    ).sort("interaction_id")
+    by_cluster = _cluster_mix(a, b, old=old, new=new, manifest=b_manifest)
+    return SliceDiff(name, old, new, added, retired, both.height, relabeled, by_cluster)
+
+
+def _cluster_mix(a: pl.DataFrame, b: pl.DataFrame, *, old: int, new: int, manifest: Mapping[str, Any]) -> pl.DataFrame:
+    """Rows per topic cluster in each version. Each version named its clusters with its own model, so both
+    are clustered afresh with one model (each version weighing half) to be comparable."""
+    if a.is_empty() or b.is_empty():
+        return pl.DataFrame(schema={"topic_cluster": pl.Int32, "topic": pl.String, f"v{old}": pl.UInt32,
+                                    f"v{new}": pl.UInt32})
+    definition = manifest.get("definition", {})
+    texts = pl.concat([a.get_column("input"), b.get_column("input")])
+    weights = pl.concat([pl.repeat(1.0 / a.height, a.height, eager=True), pl.repeat(1.0 / b.height, b.height,
+                                                                                     eager=True)])
+    k, seed = int(definition.get("clusters", 24)), int(definition.get("seed", 0))
+    model = fit_topics(texts, weights=weights, k=k, seed=seed)
+    frames = [
+        frame.select(model.predict(frame.get_column("input")).alias("topic_cluster"))
+        .group_by("topic_cluster").agg(pl.len().alias(f"v{version}"))
+        for frame, version in ((a, old), (b, new))
+    ]
+    names = pl.DataFrame({"topic_cluster": range(len(model.names)), "topic": list(model.names)},
+                         schema={"topic_cluster": pl.Int32, "topic": pl.String})
+    return (
+        names.join(frames[0], on="topic_cluster", how="left")
+        .join(frames[1], on="topic_cluster", how="left")
+        .fill_null(0)
+        .sort("topic_cluster")
+    )
+
+
+def manifest_of(store: ObjectStore, name: str, version: int | None = None) -> dict[str, Any]:
+    root = slice_root(name)
+    return read_manifest(store, root, resolve(store, root, version))
+

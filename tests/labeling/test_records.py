@@ -1,0 +1,65 @@
+"""Slice and export rows: masking once per distinct value, the reference output, the slice schema."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import polars as pl
+import pytest
+
+from labeling.pii import find_pii
+from labeling.records import SLICE_SCHEMA, mask_distinct, slice_records, with_reference
+
+
+def test_mask_distinct_masks_every_row_and_keeps_nulls() -> None:
+    texts = ["mail jane@example.com now", None, "card 4111 1111 1111 1111", "mail jane@example.com now", "plain"]
+    frame = pl.DataFrame({"a": texts, "b": ["x"] * 5})
+    out = mask_distinct(frame, ["a"])
+    assert out.get_column("a").to_list() == ["mail [EMAIL] now", None, "card [CARD]", "mail [EMAIL] now", "plain"]
+    assert out.get_column("b").to_list() == ["x"] * 5
+    with pytest.raises(ValueError, match="missing"):
+        mask_distinct(frame, ["c"])
+
+
+def test_the_reference_prefers_annotators_then_corrections_then_edits() -> None:
+    frame = pl.DataFrame({
+        "output_text": ["bad answer"] * 5,
+        "annotator_correction": ["annotator says", None, None, None, "  "],
+        "correction_text": ["user says", "user says", None, None, None],
+        "edited_text": ["user kept", "user kept", "user kept", "bad  answer ", None],
+    })
+    out = with_reference(frame)
+    assert out.get_column("reference_output").to_list() == ["annotator says", "user says", "user kept", None, None]
+    assert out.get_column("reference_source").to_list() == [
+        "annotator_correction", "user_correction", "user_edit", None, None,
+    ]
+
+
+def test_slice_records_have_the_slice_schema_and_human_labels_are_certain() -> None:
+    rows = pl.DataFrame({
+        "interaction_id": ["b", "a"],
+        "ts": [datetime(2026, 11, 1, tzinfo=UTC)] * 2,
+        "task": ["t", "t"],
+        "input_text": ["q1", "q2"],
+        "output_text": ["o1", "o2"],
+        "label": [1, 0],
+        "label_source": ["human", "weak"],
+        "confidence": [0.6, 0.91],
+        "topic_cluster": [1, 0],
+        "stratum": ["t|1", "t|0"],
+        "added_in": [1, 2],
+        "reference_output": [None, "better"],
+        "reference_source": [None, "user_edit"],
+        "lf_fingerprint": ["f", "f"],
+    })
+    out = slice_records(rows, cluster_names=["zero", "one"])
+    assert out.schema == SLICE_SCHEMA
+    assert out.get_column("interaction_id").to_list() == ["a", "b"]
+    assert out.get_column("topic").to_list() == ["zero", "one"]
+    assert out.get_column("label_name").to_list() == ["bad", "good"]
+    assert out.get_column("is_weak").to_list() == [True, False]
+    assert out.get_column("confidence").to_list() == [0.91, 1.0]
+    assert out.get_column("weak_confidence").to_list() == [0.91, 0.6]
+    assert all(not find_pii(t) for t in out.get_column("input").to_list())
+    with pytest.raises(ValueError, match="missing"):
+        slice_records(rows.drop("stratum"), cluster_names=[])

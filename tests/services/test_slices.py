@@ -1,0 +1,281 @@
+"""Eval slices over a lake whose traffic drifts (local disk): build, renew, diff, the renewal queue, exports,
+immutability, PII. The S3 and Kafka paths are in test_slices_s3_kafka.py."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from labeling.pii import find_pii
+from services.lake.store import LocalStore
+from services.lake.tables import LABELS_KEY, read_table
+from services.slices import load_export, load_slice
+from services.slices.api import diff
+from services.slices.build import RenewalResult, check_drift, renew
+from services.slices.definitions import SliceDefinition, find_definition
+from services.slices.exports import export
+from services.slices.queue import read_renewal_queue, renewal_key
+from services.slices.versions import (
+    IntegrityError,
+    VersionExistsError,
+    publish,
+    read_manifest,
+    slice_root,
+    verify_version,
+)
+
+from .slices_helpers import capture_and_label, simulate_drift, write_definition
+
+NAME = "support-reply-test"
+
+
+@dataclass(frozen=True)
+class Base:
+    lake: Path  # v1 built from the first half; both halves captured and labeled
+    definitions: Path
+    truth: pl.DataFrame
+    v1_data: bytes
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
+    root = tmp_path_factory.mktemp("slices-base")
+    traffic = simulate_drift(root / "traffic")
+    store = LocalStore(root / "lake")
+    before = pl.col("ts") < traffic.drift_at
+    capture_and_label(store, traffic.first, traffic.truth.filter(before), gold_share=0.08, seed=1, tag="first")
+    write_definition(root / "slices", NAME)
+    first = renew(store, find_definition(root / "slices", NAME))
+    assert first.published and first.version == 1 and first.reason == "first version"
+    capture_and_label(store, traffic.second, traffic.truth.filter(~before), gold_share=0.08, seed=2, tag="second")
+    return Base(root / "lake", root / "slices", traffic.truth, store.get(f"slices/{NAME}/v1/data.parquet"))
+
+
+def copy_of(base: Base, dest: Path) -> LocalStore:
+    shutil.copytree(base.lake, dest)
+    return LocalStore(dest)
+
+
+def definition(base: Base) -> SliceDefinition:
+    return find_definition(base.definitions, NAME)
+
+
+@pytest.fixture(scope="module")
+def renewed(base: Base, tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, RenewalResult]:
+    store = copy_of(base, tmp_path_factory.mktemp("renewed") / "lake")
+    return store, renew(store, definition(base))
+
+
+def test_renewal_reports_the_drift_and_the_clusters_of_the_new_topic(
+    base: Base, renewed: tuple[LocalStore, RenewalResult]
+) -> None:
+    store, result = renewed
+    before = result.drift_before
+    assert before is not None and result.published and result.version == 2
+    print(f"\ndivergence before {before.by_dimension}, uncovered {[g.name for g in before.uncovered]}")
+    assert before.drifted and before.divergence > 0.05
+    assert before.by_dimension["topic_cluster"] > 0.05  # the topic mix alone has moved, not only model versions
+    assert before.uncovered
+    # the uncovered clusters are the new topic's: map recent interactions of those clusters to the hidden topic
+    v2 = load_slice(NAME, lake=store)
+    uncovered = {g.cluster for g in before.uncovered}
+    topics = v2.filter(pl.col("topic_cluster").is_in(list(uncovered))).join(
+        base.truth.select("interaction_id", pl.col("topic").alias("true_topic")), on="interaction_id"
+    ).get_column("true_topic")
+    assert topics.len() > 0 and topics.to_list().count("account-deletion") > 0.9 * topics.len()
+
+
+def test_the_new_version_mixes_like_recent_traffic(base: Base, renewed: tuple[LocalStore, RenewalResult]) -> None:
+    store, result = renewed
+    assert result.drift_before is not None and result.drift_after is not None
+    before, after = result.drift_before.by_dimension, result.drift_after.by_dimension
+    print(f"\ncluster divergence before {before['topic_cluster']:.4f} after {after['topic_cluster']:.4f}; "
+          f"worst dimension before {result.drift_before.divergence:.4f} after {result.drift_after.divergence:.4f}")
+    assert after["topic_cluster"] < 0.02 and after["topic_cluster"] < before["topic_cluster"] / 10
+    assert not result.drift_after.drifted and not result.drift_after.uncovered
+    # measured afresh (a new clustering over v2 and traffic), v2 is fresh
+    again = check_drift(store, definition(base))
+    assert again is not None and not again.stale
+    manifest = read_manifest(store, slice_root(NAME), 2)
+    assert manifest["drift"]["before"]["divergence"] == pytest.approx(result.drift_before.divergence, abs=1e-6)
+    assert manifest["drift"]["after"]["by_dimension"]["topic_cluster"] == pytest.approx(after["topic_cluster"],
+                                                                                         abs=1e-6)
+
+
+def test_the_old_version_stays_intact_and_verifies(base: Base, renewed: tuple[LocalStore, RenewalResult]) -> None:
+    store, _ = renewed
+    assert store.get(f"slices/{NAME}/v1/data.parquet") == base.v1_data
+    assert verify_version(store, slice_root(NAME), 1) == []
+    assert verify_version(store, slice_root(NAME), 2) == []
+    v1_manifest = read_manifest(store, slice_root(NAME), 1)
+    v2_manifest = read_manifest(store, slice_root(NAME), 2)
+    assert v2_manifest["parent"] == {"version": 1, "content_hash": v1_manifest["content_hash"]}
+    assert load_slice(NAME, 1, lake=store).height == v1_manifest["rows"]
+
+
+def test_a_version_records_its_lineage(renewed: tuple[LocalStore, RenewalResult]) -> None:
+    store, _ = renewed
+    manifest = read_manifest(store, slice_root(NAME), 2)
+    labels = read_table(store, LABELS_KEY)
+    assert labels is not None
+    assert manifest["source"]["lake_snapshots"] == sorted(set(labels.get_column("snapshot")))
+    assert manifest["source"]["event_ranges"] and manifest["source"]["event_ranges"][0]["first_offset"] == 0
+    assert manifest["labeling"]["lf_fingerprints"] == sorted(set(labels.get_column("lf_fingerprint")))
+    assert manifest["labeling"]["label_model_versions"]
+    assert set(manifest["model_versions"]) >= {"support-llm@2026-11-15"}
+    assert sum(manifest["counts"]["by_stratum"].values()) == manifest["rows"]
+    assert manifest["changes"]["kept"] + manifest["changes"]["added"] == manifest["rows"]
+    data = load_slice(NAME, lake=store)
+    assert data.get_column("interaction_id").is_unique().all()
+    assert manifest["gold_share"] >= 0.05 and manifest["gold_share_met"]
+    # human gold first, then weak labels, and only confident ones
+    weak = data.filter(pl.col("is_weak"))
+    assert weak.get_column("confidence").ge(0.8).all()
+    assert set(data.get_column("label_source")) == {"human", "weak"}
+
+
+def test_diff_lists_added_and_retired_items(renewed: tuple[LocalStore, RenewalResult]) -> None:
+    store, result = renewed
+    changes = diff(store, NAME, 1, 2)
+    v1, v2 = (set(load_slice(NAME, v, lake=store).get_column("interaction_id")) for v in (1, 2))
+    assert set(changes.added.get_column("interaction_id")) == v2 - v1
+    assert set(changes.retired.get_column("interaction_id")) == v1 - v2
+    assert changes.kept == len(v1 & v2) == result.kept
+    assert changes.retired.height == result.retired and changes.added.height == result.added
+    assert not changes.retired.get_column("reason").str.starts_with("not in").any()
+    assert changes.by_cluster.select(pl.col("v1").sum()).item() == len(v1)
+
+
+def test_the_gaps_are_in_the_renewal_queue_once(renewed: tuple[LocalStore, RenewalResult], base: Base) -> None:
+    store, result = renewed
+    queue = read_renewal_queue(store)
+    assert result.queued > 0 and queue.height >= result.queued
+    assert queue.get_column("interaction_id").is_unique().all()
+    ours = pl.read_parquet(store.root / renewal_key(NAME, 2))
+    assert ours.height == result.queued
+    assert result.drift_before is not None
+    uncovered = [g.cluster for g in result.drift_before.uncovered]
+    v2 = load_slice(NAME, lake=store)
+    gaps = v2.filter(pl.col("topic_cluster").is_in(uncovered) & pl.col("is_weak")).get_column("interaction_id")
+    assert set(gaps) <= set(queue.get_column("interaction_id"))
+    labels = read_table(store, LABELS_KEY)
+    assert labels is not None and set(ours.get_column("interaction_id")) <= set(labels.get_column("interaction_id"))
+    # a renewal of a fresh slice publishes nothing and queues nothing
+    again = renew(store, definition(base))
+    assert not again.renewed and again.version == 2
+    assert read_renewal_queue(store).height == queue.height
+
+
+def test_a_forced_renewal_never_queues_an_item_twice(base: Base, tmp_path: Path) -> None:
+    store = copy_of(base, tmp_path / "lake")
+    from_v1 = read_renewal_queue(store).height
+    second = renew(store, definition(base))
+    third = renew(store, definition(base), force=True)
+    assert third.published and third.version == 3 and third.reason == "forced"
+    queue = read_renewal_queue(store)
+    assert queue.get_column("interaction_id").is_unique().all()
+    assert queue.height == from_v1 + second.queued + third.queued
+    # rerunning a renewal that died before its manifest rewrites the same queue file
+    store.delete(f"slices/{NAME}/v3/manifest.json")
+    rerun = renew(store, definition(base), force=True)
+    assert rerun.version == 3 and rerun.queued == third.queued
+    assert read_renewal_queue(store).height == queue.height
+
+
+def string_values(frame: pl.DataFrame) -> list[str]:
+    flat = frame.select(pl.col(pl.String)).unpivot().get_column("value").drop_nulls()
+    return flat.unique().to_list()
+
+
+def test_no_planted_pii_reaches_a_slice_or_an_export(renewed: tuple[LocalStore, RenewalResult]) -> None:
+    store, _ = renewed
+    labels = read_table(store, LABELS_KEY)
+    assert labels is not None
+    planted = [t for t in string_values(labels.select("input_text")) if find_pii(t)]
+    assert planted, "the simulator plants personal data in prompts: the test needs some"
+    outputs = []
+    for version in (1, 2):
+        outputs.append(load_slice(NAME, version, lake=store))
+    for kind in ("sft", "preference", "classifier"):
+        result = export(store, kind)
+        assert result.published and result.manifest is not None
+        outputs.append(load_export(kind, lake=store))
+        for line in store.get(result.manifest["files"]["data.jsonl"]["key"]).splitlines():
+            record = json.loads(line)
+            texts = [m["content"] for m in record.get("messages", [])]
+            texts += [record[k] for k in ("prompt", "chosen", "rejected", "text") if k in record]
+            assert texts and not [t for t in texts if find_pii(t)], (kind, record["id"])
+    # ids are UUIDs, which look like phone numbers to the detector: check the text columns
+    ids = ("interaction_id", "pair_id", "chosen_interaction_id", "stratum")
+    leaks = [t for frame in outputs for t in string_values(frame.drop(ids, strict=False)) if find_pii(t)]
+    assert leaks == []
+    # the planted corrections did reach the slice, masked
+    refs = outputs[1].get_column("reference_output").drop_nulls()
+    assert refs.str.contains(r"\[(EMAIL|PHONE|CARD|SECRET)\]").any()
+
+
+def test_exports_pair_different_texts_hold_out_eval_items_and_record_lineage(
+    renewed: tuple[LocalStore, RenewalResult]
+) -> None:
+    store, _ = renewed
+    pairs = export(store, "preference")
+    frame = pairs.data
+    assert frame.height > 0
+    norm = [pl.col(c).str.replace_all(r"\s+", " ").str.strip_chars() for c in ("chosen", "rejected")]
+    assert frame.select((norm[0] != norm[1]).all()).item()
+    assert {"annotator_correction", "user_edit", "accepted_regeneration"} <= set(frame.get_column("source"))
+    sft = export(store, "sft")
+    v2_ids = load_slice(NAME, lake=store).get_column("interaction_id")
+    for result in (pairs, sft):
+        assert result.manifest is not None
+        assert result.manifest["excluded_slices"] == {NAME: 2}
+        assert result.manifest["excluded_interactions"] >= v2_ids.len()
+        assert not result.data.get_column("interaction_id").is_in(v2_ids.implode()).any()
+        assert result.manifest["labeling"]["lf_fingerprints"] and result.manifest["source"]["lake_snapshots"]
+    sft_lines = [json.loads(line) for line in io.BytesIO(store.get("exports/sft/v1/data.jsonl")).read().splitlines()]
+    assert sft_lines and all([m["role"] for m in line["messages"]] == ["user", "assistant"] for line in sft_lines)
+    assert export(store, "sft").manifest["parent"]["version"] == sft.version  # type: ignore[index]
+
+
+def test_versions_are_immutable_and_tampering_is_detected(base: Base, tmp_path: Path) -> None:
+    store = copy_of(base, tmp_path / "lake")
+    root = slice_root(NAME)
+    with pytest.raises(VersionExistsError, match="immutable"):
+        publish(store, root, 1, {"data.parquet": b"other"}, {"name": NAME})
+    assert store.get(f"{root}/v1/data.parquet") == base.v1_data
+    frame = load_slice(NAME, lake=store)
+    frame.with_columns(pl.lit(1).alias("label")).write_parquet(store.root / f"{root}/v1/data.parquet")
+    with pytest.raises(IntegrityError, match="does not match its manifest"):
+        load_slice(NAME, lake=store)
+    assert verify_version(store, root, 1)
+    with pytest.raises(IntegrityError):
+        renew(store, definition(base))  # a renewal starts from a verified parent
+
+
+def test_age_a_changed_definition_and_dry_runs(base: Base, tmp_path: Path) -> None:
+    store = copy_of(base, tmp_path / "lake")
+    folder = tmp_path / "slices"
+    name = "aging"
+    write_definition(folder, name, drift_threshold=1.0, max_age="6h", window="12h")
+    aging = find_definition(folder, name)
+    truth_start = base.truth.get_column("ts").min()
+    assert isinstance(truth_start, datetime)
+    first = renew(store, aging, as_of=truth_start + timedelta(hours=20))
+    assert first.version == 1
+    fresh = renew(store, aging, as_of=truth_start + timedelta(hours=22))
+    assert not fresh.renewed
+    old = renew(store, aging, as_of=truth_start + timedelta(hours=30), dry_run=True)
+    assert old.renewed and not old.published and old.reason.startswith("age")
+    assert old.drift_before is not None and old.drift_before.too_old
+    assert old.retired_by_reason.get("older than the slice's max age", 0) > 0
+    assert store.list(f"slices/{name}/v2") == [] and not store.exists(renewal_key(name, 2))
+    write_definition(folder, name, drift_threshold=1.0, max_age="6h", window="12h", size=300)
+    redefined = renew(store, find_definition(folder, name), as_of=truth_start + timedelta(hours=22))
+    assert redefined.published and redefined.reason == "definition changed"
