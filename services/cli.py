@@ -25,10 +25,10 @@ def _logging(verbose: bool) -> None:
 @app.command()
 def demo(
     workdir: Annotated[Path, typer.Option(help="where the demo writes its traffic and lake")] = Path("flywheel-demo"),
-    interactions: Annotated[int, typer.Option(min=1)] = 5_000,
+    interactions: Annotated[int, typer.Option(min=1)] = 20_000,
     seed: int = 7,
 ) -> None:
-    """Run the loop end to end with nothing else running: simulate, capture into a local lake."""
+    """The whole loop with nothing else running: simulate, capture, label, queue, slice, export, report."""
     from services.demo import run_demo
 
     run_demo(workdir, interactions=interactions, seed=seed)

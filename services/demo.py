@@ -1,6 +1,6 @@
 """`flywheel demo`: the whole loop on one machine with nothing else running.
 
-simulate -> capture -> label -> queue -> (slice -> export, when slices are available) -> report.
+simulate -> capture -> label -> queue -> slice -> export -> report.
 Simulated product traffic goes to a JSON-lines file; capture validates it into a lake on local
 disk with the same batch writer the Kafka consumer uses; the labeler turns behaviour into labels
 and fills the annotation outbox (kept in the lake until an Argilla URL is configured); the health
@@ -39,6 +39,8 @@ class DemoResult:
     reasons: Counter[str] = field(default_factory=Counter)
     quality: dict[str, float] = field(default_factory=dict)
     queued: dict[str, int] = field(default_factory=dict)
+    slices: list[str] = field(default_factory=list)
+    exports: dict[str, int] = field(default_factory=dict)
     report: Path | None = None
     seconds: float = 0.0
 
@@ -74,7 +76,7 @@ def label_quality(labels: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]
     }
 
 
-def run_demo(workdir: Path, *, interactions: int = 5_000, seed: int = 7, echo: bool = True) -> DemoResult:
+def run_demo(workdir: Path, *, interactions: int = 20_000, seed: int = 7, echo: bool = True) -> DemoResult:
     started = time.perf_counter()
 
     def say(text: str) -> None:
@@ -86,7 +88,7 @@ def run_demo(workdir: Path, *, interactions: int = 5_000, seed: int = 7, echo: b
     workdir.mkdir(parents=True)
     events_path = workdir / "traffic" / "events.jsonl"
     truth_path = workdir / "traffic" / "truth.parquet"
-    steps = 4
+    steps = 6
 
     say(f"[1/{steps}] simulating {interactions} interactions of product traffic -> {events_path}")
     sent = simulate_to_file(
@@ -105,8 +107,10 @@ def run_demo(workdir: Path, *, interactions: int = 5_000, seed: int = 7, echo: b
     captured = capture_file(events_path, lake, progress=lambda n: say(f"      {n}/{sent} lines"))
     events = read_events(lake, columns=["type"])
     landed = dict(sorted(Counter(events.get_column("type").to_list()).items()))
-    say(f"      landed {events.height} unique events (duplicates removed by event_id); "
-        f"rejected {captured.rejected} to {lake.root / 'dead-letter'}:")
+    say(
+        f"      landed {events.height} unique events (duplicates removed by event_id); "
+        f"rejected {captured.rejected} to {lake.root / 'dead-letter'}:"
+    )
     for reason in captured.reasons:
         say(f"        - {reason}")
 
@@ -116,11 +120,16 @@ def run_demo(workdir: Path, *, interactions: int = 5_000, seed: int = 7, echo: b
     assert labels is not None
     truth = pl.read_parquet(truth_path)
     quality = label_quality(labels, truth)
+
+    say(f"[4/{steps}] eval slice: built before the drift, then renewed against today's traffic")
+    slice_lines = _slice(lake, truth, say)
+    say(f"[5/{steps}] training exports: SFT, preference pairs, classifier data")
+    exports = _exports(lake, say)
     outbox = read_prefix(lake, OUTBOX_PREFIX)
     queued = dict(sorted(outbox.group_by("queue").agg(pl.len()).iter_rows())) if outbox.height else {}
 
     report = workdir / "report.html"
-    say(f"[4/{steps}] writing the health report -> {report}")
+    say(f"[6/{steps}] writing the health report -> {report}")
     build_report(lake, report, truth=truth)
 
     demo = DemoResult(
@@ -131,12 +140,58 @@ def run_demo(workdir: Path, *, interactions: int = 5_000, seed: int = 7, echo: b
         reasons=Counter(r.split(";")[0].split(":")[0] for r in captured.reasons),
         quality=quality,
         queued=queued,
+        slices=slice_lines,
+        exports=exports,
         report=report,
         seconds=time.perf_counter() - started,
     )
     _summary(demo, result.interactions, say)
     (workdir / "summary.json").write_text(json.dumps(_as_json(demo), indent=2))
     return demo
+
+
+DEMO_SLICE = {
+    "name": "demo-eval",
+    "description": "Every task, stratified like production; renewed when traffic moves.",
+    "size": 600,
+    "strata": ["task", "segment", "model_version", "topic_cluster"],
+    "min_gold_share": 0.0,
+    "min_confidence": 0.8,
+    "max_age": "30d",
+    "window": "24h",
+    "drift_threshold": 0.05,
+    "clusters": 24,
+    "renewal_budget": 200,
+}
+
+
+def _slice(lake: LocalStore, truth: pl.DataFrame, say: Any) -> list[str]:
+    """v1 from the traffic before the drift point, then a renewal over all of it."""
+    from services.slices.build import renew
+    from services.slices.definitions import SliceDefinition
+    from services.slices.report import renewal_lines
+
+    definition = SliceDefinition.model_validate(DEMO_SLICE)
+    times = truth.get_column("ts").sort()
+    midpoint = times[len(times) // 2]
+    first = renew(lake, definition, as_of=midpoint)
+    lines = [f"{definition.name} v{first.version}: {first.rows} rows from traffic up to {midpoint:%Y-%m-%d %H:%M}"]
+    second = renew(lake, definition)
+    lines += renewal_lines(second)
+    for line in lines:
+        say(f"      {line}")
+    return lines
+
+
+def _exports(lake: LocalStore, say: Any) -> dict[str, int]:
+    from services.slices.exports import export
+
+    rows: dict[str, int] = {}
+    for kind in ("sft", "preference", "classifier"):
+        result = export(lake, kind)
+        rows[kind] = result.rows
+        say(f"      {kind}: {result.rows} records (v{result.version})")
+    return rows
 
 
 def _summary(demo: DemoResult, labeled: int, say: Any) -> None:
@@ -150,9 +205,14 @@ def _summary(demo: DemoResult, labeled: int, say: Any) -> None:
     say(f"  rejected {demo.rejected}: {dict(demo.reasons)}")
     say(f"  labeled {labeled} interactions; against the simulator's hidden truth:")
     say(f"    label model accuracy {q['label_model_accuracy']:.3f} vs majority vote {q['majority_vote_accuracy']:.3f}")
-    say(f"    cleanlab flagged {q['flagged']:.0f}: {q['p_wrong_if_flagged']:.2f} of them truly mislabelled "
-        f"vs {q['p_wrong']:.2f} of all ({q['p_wrong_if_flagged'] / max(q['p_wrong'], 1e-9):.1f}x)")
+    say(
+        f"    cleanlab flagged {q['flagged']:.0f}: {q['p_wrong_if_flagged']:.2f} of them truly mislabelled "
+        f"vs {q['p_wrong']:.2f} of all ({q['p_wrong_if_flagged'] / max(q['p_wrong'], 1e-9):.1f}x)"
+    )
     say(f"  annotation outbox (waiting for an Argilla URL): {demo.queued}")
+    for line in demo.slices:
+        say(f"  {line}")
+    say(f"  training exports: {demo.exports}")
     say(f"  report: {demo.report}")
     say(f"done in {demo.seconds:.1f}s")
 
@@ -165,6 +225,8 @@ def _as_json(demo: DemoResult) -> dict[str, Any]:
         "reasons": dict(demo.reasons),
         "label_quality": demo.quality,
         "queued": demo.queued,
+        "slices": demo.slices,
+        "exports": demo.exports,
         "report": str(demo.report),
         "seconds": demo.seconds,
     }

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from confluent_kafka import Consumer
@@ -26,6 +27,24 @@ from services.settings import CaptureSettings
 log = logging.getLogger(__name__)
 
 DLQ_REASON_HEADER = "flywheel-dlq-reason"
+
+# librdkafka prefetches up to 64 MB per partition by default, and waits a second before
+# fetching again once that is full. Capture keeps a few polls ahead and no more: its memory
+# is the batches it builds, not a read-ahead that grows with the number of partitions.
+CONSUMER_PREFETCH = {"queued.max.messages.kbytes": 8 * 1024, "fetch.queue.backoff.ms": 20}
+
+
+class _ConsumerSettingsNotice(logging.Filter):
+    """FastStream gives the broker's librdkafka settings to its producer and admin client too,
+    which warn (CONFWARN) that a consumer setting means nothing to them; these are not news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("CONFWARN" in message and any(key in message for key in CONSUMER_PREFETCH))
+
+
+_kafka_log = logging.getLogger(f"{__name__}.kafka")
+_kafka_log.addFilter(_ConsumerSettingsNotice())
 
 
 def dead_letter_headers(item: Rejected) -> dict[str, str]:
@@ -44,8 +63,8 @@ class CaptureService:
         self.settings = settings
         self.store = store
         self.flushes: list[FlushStats] = []
-        config = settings.kafka.confluent_config()
-        self.broker = KafkaBroker(settings.kafka.bootstrap_servers, config=config, logger=log)  # type: ignore[arg-type]
+        config = {**CONSUMER_PREFETCH, **settings.kafka.confluent_config()}
+        self.broker = KafkaBroker(settings.kafka.bootstrap_servers, config=config, logger=_kafka_log)  # type: ignore[arg-type]
         self._consumer: Consumer | None = None
         self.batcher = CaptureBatcher(
             store,
@@ -128,7 +147,8 @@ class CaptureService:
         await self.broker.start()
         ticker = asyncio.create_task(self._tick())
         try:
-            yield self
+            with long_lived_objects_frozen():
+                yield self
         finally:
             ticker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -145,6 +165,22 @@ class CaptureService:
             await self.batcher.flush_due()
 
 
+@contextlib.contextmanager
+def long_lived_objects_frozen() -> Iterator[None]:
+    """Keep the objects made at start-up (modules, schemas, clients) out of garbage collection.
+
+    Every poll makes thousands of tracked message objects, which wake the collector; a full
+    collection then walked every object of the process (some 70k, tens of milliseconds
+    each time) to find none of the start-up ones collectable.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def build_app(settings: CaptureSettings, store: ObjectStore) -> FastStream:
     """A FastStream application for `flywheel capture` (SIGTERM/SIGINT flush before exit)."""
     service = CaptureService(settings, store)
@@ -153,6 +189,8 @@ def build_app(settings: CaptureSettings, store: ObjectStore) -> FastStream:
 
     @app.after_startup
     async def _start_ticker() -> None:
+        gc.collect()
+        gc.freeze()  # see long_lived_objects_frozen; the process ends with the app
         ticker.append(asyncio.create_task(service._tick()))
 
     @app.on_shutdown

@@ -1,9 +1,13 @@
 """Buffers validated events per partition and makes them durable in order.
 
 A flush turns each partition's buffer into Parquet files named by their Kafka range, then
-commits exactly the offsets it wrote, from a single writer thread: while one batch is being
-written, the consumer validates the next (the write is mostly polars and I/O, which release
-the GIL). At most one write is in flight, so memory stays bounded by the batch size.
+commits exactly the offsets it wrote, from a single writer thread: while batches are being
+written, the consumer validates the next ones (the write is polars and I/O, which release
+the GIL). Memory is bounded by the batch size, not by the stream: a partition's buffer is
+flushed at `batch_size` events, all buffers together hold at most `buffered_batches` batch
+sizes (the fullest is flushed early past that), and at most `queued_batches` batch sizes wait
+for the writer (the consumer waits past that). A buffer holds its events as JSON-lines
+chunks, one bytes object per poll, not one object per event.
 Invalid messages go to the dead-letter sink first; their offsets are committed with the
 partition's next flush. A failed write is retried until it succeeds: nothing is committed,
 and nothing is lost, while the lake is unreachable.
@@ -14,13 +18,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from array import array
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import methodcaller
 from typing import Protocol
 
-from services.capture.validate import Invalid, check_message
-from services.lake.events import events_frame, write_events
+from services.capture.validate import check_batch, json_lines
+from services.lake.events import json_lines_frame, write_events
 from services.lake.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -53,8 +61,12 @@ class _Buffer:
     first_offset: int
     last_offset: int = -1
     started: float = field(default_factory=time.monotonic)
-    lines: list[bytes] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
+    chunks: list[bytes] = field(default_factory=list)  # valid events as JSON lines, one chunk per poll
+    offsets: array[int] = field(default_factory=lambda: array("q"))  # the Kafka offset of each line
+
+    @property
+    def events(self) -> int:
+        return len(self.offsets)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +78,12 @@ class FlushStats:
 
 CommitOffsets = Callable[[dict[TopicPartition, int]], None]
 DeadLetter = Callable[[Sequence[Rejected]], Awaitable[None]]
+
+# Called from C over a whole poll: no Python frame per record.
+_topic = methodcaller("topic")
+_partition = methodcaller("partition")
+_offset = methodcaller("offset")
+_value = methodcaller("value")
 
 
 class CaptureBatcher:
@@ -80,6 +98,8 @@ class CaptureBatcher:
         max_event_bytes: int,
         compression_level: int = 1,
         retry_delay_s: float = 1.0,
+        buffered_batches: int = 4,
+        queued_batches: int = 2,
         on_flush: Callable[[FlushStats], None] | None = None,
     ) -> None:
         self._store = store
@@ -90,10 +110,13 @@ class CaptureBatcher:
         self._max_event_bytes = max_event_bytes
         self._compression_level = compression_level
         self._retry_delay_s = retry_delay_s
+        self._max_buffered = buffered_batches * batch_size
+        self._max_queued = queued_batches * batch_size
         self._on_flush = on_flush
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-writer")
-        self._in_flight: asyncio.Future[None] | None = None
+        self._queued: deque[tuple[asyncio.Future[None], int]] = deque()  # writes in order, with their events
+        self._queued_events = 0
         self._lock = asyncio.Lock()
         self._closed = False
         self.accepted = 0
@@ -105,34 +128,45 @@ class CaptureBatcher:
             if self._closed:
                 return  # not committed, so read again after the restart
             rejected: list[Rejected] = []
-            buffers = self._buffers
-            limit = self._max_event_bytes
-            check = check_message
-            last: tuple[str, int] | None = None
-            buf: _Buffer | None = None
-            for record in records:
-                topic, partition, offset = record.topic() or "", record.partition() or 0, record.offset() or 0
-                if (topic, partition) != last:  # records come in runs per partition
-                    last = (topic, partition)
-                    buf = buffers.get(last)
-                    if buf is None:
-                        buf = buffers[last] = _Buffer(first_offset=offset)
-                assert buf is not None
-                buf.last_offset = offset
-                value = record.value()
-                verdict = check(value, max_bytes=limit)
-                if isinstance(verdict, Invalid):
-                    rejected.append(Rejected(topic, partition, offset, record.key(), value, verdict.reason))
-                    continue
-                buf.lines.append(verdict)
-                buf.offsets.append(offset)
+            for tp, run in _runs(records):
+                rejected += self._take(tp, run)
             if rejected:
                 # Durable in the dead-letter topic before any offset past them is committed.
                 await self._dead_letter(rejected)
                 self.rejected += len(rejected)
-            due = [tp for tp, b in buffers.items() if len(b.lines) >= self._batch_size]
+            due = self._due()
             if due:
                 await self._flush(due)
+
+    def _take(self, tp: TopicPartition, run: list[KafkaRecord]) -> list[Rejected]:
+        values = list(map(_value, run))
+        offsets: list[int] = list(map(_offset, run))
+        buf = self._buffers.get(tp)
+        if buf is None:
+            buf = self._buffers[tp] = _Buffer(first_offset=offsets[0])
+        buf.last_offset = offsets[-1]
+        bad = check_batch(values, max_bytes=self._max_event_bytes)
+        rejected = [Rejected(*tp, offsets[i], run[i].key(), values[i], reason) for i, reason in bad.items()]
+        if bad:
+            values = [v for i, v in enumerate(values) if i not in bad]
+            offsets = [o for i, o in enumerate(offsets) if i not in bad]
+        if values:
+            buf.chunks.append(json_lines(values))
+            buf.offsets.extend(offsets)
+        return rejected
+
+    def _due(self) -> list[TopicPartition]:
+        """Full partitions, and then the fullest others while all buffers together hold too much."""
+        due = [tp for tp, b in self._buffers.items() if b.events >= self._batch_size]
+        buffered = sum(b.events for tp, b in self._buffers.items() if tp not in due)
+        if buffered > self._max_buffered:
+            for tp in sorted(self._buffers, key=lambda tp: self._buffers[tp].events, reverse=True):
+                if buffered <= self._max_buffered:
+                    break
+                if tp not in due:
+                    due.append(tp)
+                    buffered -= self._buffers[tp].events
+        return due
 
     async def flush_due(self) -> None:
         """Flush partitions whose oldest buffered event waited longer than the flush interval."""
@@ -152,9 +186,8 @@ class CaptureBatcher:
             self._closed = True
             if self._buffers:
                 await self._flush(list(self._buffers))
-            if self._in_flight is not None:
-                await self._in_flight
-                self._in_flight = None
+            while self._queued:
+                await self._wait_oldest()
         self._writer.shutdown(wait=True)
 
     def drop(self, partitions: Sequence[TopicPartition]) -> None:
@@ -163,25 +196,37 @@ class CaptureBatcher:
             self._buffers.pop(tp, None)
 
     async def _flush(self, partitions: list[TopicPartition]) -> None:
-        batch = {tp: self._buffers.pop(tp) for tp in partitions}
-        if self._in_flight is not None:
-            await self._in_flight  # back-pressure: one write at a time, in order
+        batch = [(tp, self._buffers.pop(tp)) for tp in partitions]
+        events = sum(b.events for _, b in batch)
+        # Back-pressure: the consumer goes on while earlier batches are written, up to a bound.
+        while self._queued and self._queued_events + events > self._max_queued:
+            await self._wait_oldest()
         loop = asyncio.get_running_loop()
-        self._in_flight = loop.run_in_executor(self._writer, self._write_and_commit, batch)
+        self._queued.append((loop.run_in_executor(self._writer, self._write_and_commit, batch), events))
+        self._queued_events += events
 
-    def _write_and_commit(self, batch: dict[TopicPartition, _Buffer]) -> None:
+    async def _wait_oldest(self) -> None:
+        written, events = self._queued[0]
+        try:
+            await written
+        finally:
+            self._queued.popleft()
+            self._queued_events -= events
+
+    def _write_and_commit(self, batch: list[tuple[TopicPartition, _Buffer]]) -> None:
         started = time.perf_counter()
         files = 0
-        for (topic, partition), buf in batch.items():
+        for (topic, partition), buf in batch:
             files += self._write_with_retry(topic, partition, buf)
-        self._commit_with_retry({tp: buf.last_offset + 1 for tp, buf in batch.items()})
-        events = sum(len(b.lines) for b in batch.values())
+        self._commit_with_retry({tp: buf.last_offset + 1 for tp, buf in batch})
+        events = sum(b.events for _, b in batch)
         self.accepted += events
         if self._on_flush is not None:
             self._on_flush(FlushStats(events=events, files=files, seconds=time.perf_counter() - started))
 
     def _write_with_retry(self, topic: str, partition: int, buf: _Buffer) -> int:
-        frame = events_frame(buf.lines, topic=topic, partition=partition, offsets=buf.offsets)
+        frame = json_lines_frame(buf.chunks, topic=topic, partition=partition, offsets=buf.offsets)
+        buf.chunks = []  # the frame's `raw` column holds them now, without a copy
         attempt = 0
         while True:
             try:
@@ -216,3 +261,11 @@ class CaptureBatcher:
             # The files are written under names fixed by their range, so a replay after a
             # failed commit rewrites them; readers deduplicate by event_id.
             log.warning("committing offsets %s failed (the batch will be replayed): %s", offsets, e)
+
+
+def _runs(records: Sequence[KafkaRecord]) -> Iterator[tuple[TopicPartition, list[KafkaRecord]]]:
+    """The records of a poll in runs of one partition each (a poll returns them so)."""
+    for _, same_partition in groupby(records, _partition):
+        for _, same_topic in groupby(same_partition, _topic):
+            run = list(same_topic)
+            yield (run[0].topic() or "", run[0].partition() or 0), run

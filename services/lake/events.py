@@ -14,8 +14,11 @@ import json
 import logging
 from collections.abc import Sequence
 from datetime import date
+from typing import IO
 
+import numpy as np
 import polars as pl
+import pyarrow as pa  # type: ignore[import-untyped]
 from pydantic import AwareDatetime, TypeAdapter
 
 from services.lake.store import ObjectStore
@@ -77,22 +80,66 @@ def batch_file_key(topic: str, partition: int, first: int, last: int, day: date)
 
 def events_frame(lines: Sequence[bytes], *, topic: str, partition: int, offsets: Sequence[int]) -> pl.DataFrame:
     """Build the table rows for validated JSON lines (one JSON object per line)."""
-    if not lines:
+    body = b"".join(line + b"\n" for line in lines)
+    return json_lines_frame([body], topic=topic, partition=partition, offsets=offsets)
+
+
+def json_lines_frame(
+    chunks: Sequence[bytes], *, topic: str, partition: int, offsets: Sequence[int]
+) -> pl.DataFrame:
+    """Build the table rows for validated JSON lines, given as chunks of whole lines that each end in a newline.
+
+    Nothing is done per row in Python and the chunks are not copied into one body: polars
+    parses them as they are, and `raw` is a view of them (the GIL stays free meanwhile).
+    """
+    rows = len(offsets)
+    if not rows:
         return pl.DataFrame(schema=EVENTS_SCHEMA)
     try:
-        body = pl.read_ndjson(io.BytesIO(b"\n".join(lines)), schema=EVENT_JSON_SCHEMA)
+        sources: list[IO[bytes]] = [io.BytesIO(c) for c in chunks]
+        body = pl.read_ndjson(sources, schema=EVENT_JSON_SCHEMA)
+        if body.height != rows:
+            raise ValueError(f"{body.height} rows for {rows} lines")
     except BaseException as e:  # polars raises PanicException (a BaseException) on some inputs
         if isinstance(e, KeyboardInterrupt | SystemExit):
             raise
-        log.warning("batch of %d lines did not parse as one (%s); parsing line by line", len(lines), e)
-        body = pl.concat([_parse_line(line) for line in lines], how="vertical")
+        log.warning("batch of %d lines did not parse as one (%s); parsing line by line", rows, e)
+        body = pl.concat([_parse_line(line) for line in _lines(chunks)], how="vertical")
     return body.with_columns(
         _parse_ts(body.get_column("ts")),
         pl.lit(topic, dtype=pl.String).alias("kafka_topic"),
         pl.lit(partition, dtype=pl.Int32).alias("kafka_partition"),
         pl.Series("kafka_offset", offsets, dtype=pl.Int64),
-        pl.Series("raw", lines, dtype=pl.Binary).cast(pl.String),
+        _raw_lines(chunks, rows),
     )
+
+
+# Arrow's string view: length, first 4 bytes, and where the rest is (which buffer, at what offset).
+_VIEW = np.dtype([("length", "<i4"), ("prefix", "V4"), ("buffer", "<i4"), ("offset", "<i4")])
+_INLINE = 12  # strings up to this length live in the view itself
+
+
+def _raw_lines(chunks: Sequence[bytes], rows: int) -> pl.Series:
+    """The lines as a String column that points into the chunks instead of copying them."""
+    data = [np.frombuffer(c, dtype=np.uint8) for c in chunks]
+    ends = [np.flatnonzero(d == ord("\n")) for d in data]
+    starts = [np.concatenate(([0], e[:-1] + 1)) for e in ends]
+    lengths = np.concatenate([e - s for s, e in zip(starts, ends, strict=True)])
+    if len(lengths) != rows or lengths.min() <= _INLINE or max(map(len, chunks)) >= 2**31:
+        # not the shape views are built for here (an event is never this short): copy instead
+        return pl.Series("raw", _lines(chunks), dtype=pl.Binary).cast(pl.String)
+    views = np.empty(rows, dtype=_VIEW)
+    views["length"] = lengths
+    prefixes = [d[s[:, None] + np.arange(4)] for d, s in zip(data, starts, strict=True)]
+    views["prefix"] = np.concatenate(prefixes).view("V4").ravel()
+    views["buffer"] = np.repeat(np.arange(len(chunks), dtype=np.int32), [len(e) for e in ends])
+    views["offset"] = np.concatenate(starts)
+    array = pa.Array.from_buffers(pa.string_view(), rows, [None, pa.py_buffer(views), *map(pa.py_buffer, chunks)])
+    return pl.Series("raw", array)
+
+
+def _lines(chunks: Sequence[bytes]) -> list[bytes]:
+    return [line for c in chunks for line in c.split(b"\n")[:-1]]
 
 
 def _parse_ts(text: pl.Series) -> pl.Series:
@@ -131,11 +178,16 @@ def write_events(
     keys: list[str] = []
     if frame.is_empty():
         return keys
-    frame = frame.with_columns(pl.col("ts").dt.date().alias("_day"))
-    for (day,), part in frame.group_by("_day", maintain_order=True):
+    days = frame.get_column("ts").dt.date()
+    if days.n_unique() == 1:  # the usual case: no need to split (and copy) the frame
+        parts = [(days[0], frame)]
+    else:
+        by_day = frame.with_columns(days.alias("_day")).group_by("_day", maintain_order=True)
+        parts = [(day, part.drop("_day")) for (day,), part in by_day]
+    for day, part in parts:
         key = batch_file_key(topic, partition, first_offset, last_offset, day)
         buf = io.BytesIO()
-        part.drop("_day").write_parquet(buf, compression="zstd", compression_level=compression_level)
+        part.write_parquet(buf, compression="zstd", compression_level=compression_level)
         store.put(key, buf.getvalue())
         keys.append(key)
     return keys

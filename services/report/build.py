@@ -99,10 +99,11 @@ def _coverage(labels: pl.DataFrame | None) -> str:
     if labels is None:
         return _section("coverage", "Feedback coverage", "<p class='empty'>no labels yet: run `flywheel label`</p>")
     cov = feedback_coverage(labels)
-    chart = hbar("Interactions by the feedback they got", cov["feedback"].to_list(),
-                 cov["share"].to_list())
-    text = (f"<p>{labels.height:,} interactions. Explicit ratings are rare; implicit signals are what the "
-            "labeling functions read.</p>")
+    chart = hbar("Interactions by the feedback they got", cov["feedback"].to_list(), cov["share"].to_list())
+    text = (
+        f"<p>{labels.height:,} interactions. Explicit ratings are rare; implicit signals are what the "
+        "labeling functions read.</p>"
+    )
     return _section("coverage", "Feedback coverage", text + chart)
 
 
@@ -114,14 +115,26 @@ def _rates(labels: pl.DataFrame | None, threshold: float) -> str:
     groups = [f"{m} {v}" for m, v in zip(rates["model_id"], rates["model_version"], strict=True)]
     names = [*RATES, "good_share"]
     hot = {(f"{m} {v}", s) for m, v, s in zip(alarms["model_id"], alarms["to_version"], alarms["signal"], strict=True)}
-    chart = grouped_bars("Signal rates per model version", groups, {n: rates[n].to_list() for n in names},
-                         highlight=hot)
+    chart = grouped_bars(
+        "Signal rates per model version", groups, {n: rates[n].to_list() for n in names}, highlight=hot
+    )
     if alarms.height:
-        rows = [[r["model_id"], f"{r['from_version']} → {r['to_version']}", r["signal"], r["before"], r["after"],
-                 r["change"]] for r in alarms.iter_rows(named=True)]
-        note = (f"<div class='alarm'><b>{alarms.height} alarm(s)</b>: a version's behaviour moved more than "
-                f"{threshold:.2f} from its predecessor (outlined in red).</div>"
-                + table(["model", "versions", "signal", "before", "after", "change"], rows))
+        rows = [
+            [
+                r["model_id"],
+                f"{r['from_version']} → {r['to_version']}",
+                r["signal"],
+                r["before"],
+                r["after"],
+                r["change"],
+            ]
+            for r in alarms.iter_rows(named=True)
+        ]
+        note = (
+            f"<div class='alarm'><b>{alarms.height} alarm(s)</b>: a version's behaviour moved more than "
+            f"{threshold:.2f} from its predecessor (outlined in red).</div>"
+            + table(["model", "versions", "signal", "before", "after", "change"], rows)
+        )
     else:
         note = "<div class='ok'>No model version moved past the alarm threshold.</div>"
     return _section("rates", "Signal rates per model version", chart + note)
@@ -131,12 +144,18 @@ def _labels(labels: pl.DataFrame | None, summary: pl.DataFrame | None) -> str:
     if labels is None:
         return ""
     dist = label_distribution(labels)
-    chart = hbar("Labels", [f"{a} ({b})" for a, b in zip(dist["label"], dist["source"], strict=True)],
-                 [float(v) for v in dist["interactions"]])
+    chart = hbar(
+        "Labels",
+        [f"{a} ({b})" for a, b in zip(dist["label"], dist["source"], strict=True)],
+        [float(v) for v in dist["interactions"]],
+    )
     body = chart
     if summary is not None:
-        cols = [c for c in ("name", "coverage", "overlap", "conflict", "learned_accuracy", "empirical_accuracy")
-                if c in summary.columns]
+        cols = [
+            c
+            for c in ("name", "coverage", "overlap", "conflict", "learned_accuracy", "empirical_accuracy")
+            if c in summary.columns
+        ]
         body += hbar("Labeling-function coverage", summary["name"].to_list(), summary["coverage"].to_list())
         body += table(cols, summary.select(cols).rows())
     version = labels["label_model_version"][0] if "label_model_version" in labels.columns else "?"
@@ -159,18 +178,22 @@ def _queues(store: ObjectStore) -> str:
     per_queue = per_queue.with_columns(pl.col("sent").fill_null(0)).with_columns(
         (pl.col("queued") - pl.col("sent")).alias("pending")
     )
-    chart = grouped_bars("Queue depth", per_queue["queue"].to_list(),
-                         {"pending": [float(v) for v in per_queue["pending"]],
-                          "sent to Argilla": [float(v) for v in per_queue["sent"]]})
+    chart = grouped_bars(
+        "Queue depth",
+        per_queue["queue"].to_list(),
+        {"pending": [float(v) for v in per_queue["pending"]], "sent to Argilla": [float(v) for v in per_queue["sent"]]},
+    )
     passes = items.group_by("snapshot").agg(pl.len().alias("queued")).height if "snapshot" in items.columns else 0
     answered = gold["interaction_id"].n_unique() if not gold.is_empty() else 0
-    text = (f"<p>{items.height:,} items queued over {passes} labeler pass(es); {answered:,} answered by "
-            "annotators so far.</p>")
+    text = (
+        f"<p>{items.height:,} items queued over {passes} labeler pass(es); {answered:,} answered by "
+        "annotators so far.</p>"
+    )
     return _section("queues", "Annotation queues", chart + text + table(per_queue.columns, per_queue.rows()))
 
 
 def _slices(store: ObjectStore) -> str:
-    manifests = [k for k in store.list(SLICES_PREFIX) if k.endswith("manifest.json")]
+    manifests = sorted(k for k in store.list(SLICES_PREFIX) if k.endswith("manifest.json"))
     if not manifests:
         return _section("slices", "Eval slices", "<p class='empty'>no slice published yet</p>")
     now = datetime.now(UTC)
@@ -180,15 +203,33 @@ def _slices(store: ObjectStore) -> str:
         created = m.get("created_at")
         age_h = (now - datetime.fromisoformat(created)).total_seconds() / 3600 if created else None
         drift = m.get("drift") or {}
-        rows.append([m.get("name", key.split("/")[1]), m.get("version"), m.get("rows"), age_h,
-                     drift.get("divergence") if isinstance(drift, dict) else drift])
+        before = (drift.get("before") or {}).get("divergence")
+        after = (drift.get("after") or {}).get("divergence")
+        rows.append(
+            [
+                m.get("name", key.split("/")[1]),
+                m.get("version"),
+                m.get("rows"),
+                age_h,
+                before,
+                after,
+                m.get("reason", ""),
+            ]
+        )
     names = [f"{r[0]} v{r[1]}" for r in rows]
-    chart = hbar("Slice age (hours)", names, [float(r[3] or 0.0) for r in rows])
-    return _section("slices", "Eval slices", chart + table(["slice", "version", "rows", "age h", "drift"], rows))
+    age = hbar("Slice age (hours)", names, [float(r[3] or 0.0) for r in rows])
+    drift_chart = grouped_bars(
+        "Divergence from recent traffic when published (parent before, this version after)",
+        names,
+        {"parent before": [float(r[4] or 0.0) for r in rows], "this version": [float(r[5] or 0.0) for r in rows]},
+    )
+    columns = ["slice", "version", "rows", "age h", "parent divergence", "divergence", "why"]
+    return _section("slices", "Eval slices: age and drift", age + drift_chart + table(columns, rows))
 
 
 def _truth(labels: pl.DataFrame, truth: pl.DataFrame) -> str:
     acc = accuracy_against_truth(labels, truth)
-    chart = hbar("Label accuracy against the simulator's truth", acc["model_version"].to_list(),
-                 acc["accuracy"].to_list())
+    chart = hbar(
+        "Label accuracy against the simulator's truth", acc["model_version"].to_list(), acc["accuracy"].to_list()
+    )
     return _section("truth", "Label quality (simulated truth)", chart + table(acc.columns, acc.rows()))

@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -27,7 +28,7 @@ from services.labeler.pipeline import label_pass
 from services.lake.store import ObjectStore
 from services.serve.http import OpsServer
 from services.serve.metrics import FlywheelMetrics
-from services.settings import AnnotationSettings, CaptureSettings, KafkaSettings, LabelerSettings
+from services.settings import AnnotationSettings, CaptureSettings, KafkaSettings, LabelerSettings, SliceSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,7 @@ class ServeSettings(BaseSettings):
     labeler: LabelerSettings = Field(default_factory=LabelerSettings)
     # annotation sync runs when an Argilla API key is configured (FLYWHEEL_ARGILLA_API_KEY)
     annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
+    slices: SliceSettings = Field(default_factory=SliceSettings)
 
 
 @dataclass
@@ -122,6 +124,8 @@ class FlywheelServer:
         if self.settings.annotation.api_key is not None:
             stages.append(Stage("annotation", self.settings.annotate_interval_s, self._push))
         stages.append(Stage("queues", self.settings.metrics_interval_s, self._queue_depth))
+        if self.settings.slices.definitions_dir.is_dir():
+            stages.append(Stage("slices", self.settings.renew_interval_s, self._renew))
         return [*stages, *self.extra_stages]
 
     def _push(self) -> None:
@@ -140,6 +144,31 @@ class FlywheelServer:
         for queue in {*depth, "uncertain", "suspect", "conflict", "audit", "renewal"}:
             self.metrics.queue_depth.labels(queue=queue).set(depth.get(queue, 0))
         self.metrics.gold.set(read_gold_responses(self.store).height)
+
+    def _renew(self) -> None:
+        """Renew every defined slice that drifted or aged past its thresholds; publish and announce."""
+        from services.slices.announce import announce_pending, announcer_from
+        from services.slices.build import renew
+        from services.slices.definitions import load_definitions
+
+        announcer = announcer_from(self.settings.slices)
+        now = time.time()
+        for name, definition in load_definitions(self.settings.slices.definitions_dir).items():
+            result = renew(self.store, definition, announcer=announcer)
+            if result.renewed:
+                log.info("slice %s v%s published: %s", name, result.version, result.reason)
+            drift = result.drift_after or result.drift_before
+            if drift is not None:
+                self.metrics.slice_drift.labels(slice=name).set(drift.divergence)
+            if result.manifest is not None or result.version is not None:
+                from services.slices.api import manifest_of
+
+                created = manifest_of(self.store, name).get("created_at")
+                if created:
+                    age = now - datetime.fromisoformat(created).timestamp()
+                    self.metrics.slice_age.labels(slice=name).set(age)
+        if announcer is not None:
+            announce_pending(self.store, announcer)  # versions published while Kafka was away
 
     def _receive_webhooks(self, stop: threading.Event) -> None:
         """The webhook receiver and its reconcile loop; restarted if it fails (Argilla down at start)."""
@@ -175,8 +204,9 @@ class FlywheelServer:
                 events = sum(f.events for f in flushes)
                 self.metrics.capture_rate.set(events / max(sum(f.seconds for f in flushes), 1e-9))
             try:
-                lag = await asyncio.to_thread(consumer_lag, kafka, self.settings.capture.topic,
-                                              self.settings.capture.group_id)
+                lag = await asyncio.to_thread(
+                    consumer_lag, kafka, self.settings.capture.topic, self.settings.capture.group_id
+                )
                 self.metrics.capture_lag.set(lag)
                 self._succeeded("capture")
             except Exception as e:
