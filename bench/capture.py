@@ -1,14 +1,24 @@
 """Capture throughput against a bare aiokafka consumer, on the same broker and the same topic.
 
-    python bench/capture.py [--events 1000000] [--bootstrap HOST:PORT]
+    python bench/capture.py [--events 1000000] [--batch-size 50000] [--repeat 2] [--bootstrap HOST:PORT]
 
-Fills a fresh 3-partition topic with ~600-byte events, then, each in its own child process:
-a bare aiokafka consumer reads the topic (getmany, no processing), and the capture service
-(FastStream, validation, Parquet to a local lake, offsets committed) consumes it in a fresh
-group. Rates are counted from the first message received to the last one durable. The
-capture child also reports its peak RSS, for a quarter of the stream and for all of it:
-memory must follow the batch size, not the stream. Without --bootstrap it reads
-.run/stack.env (deploy/stack.sh up).
+Fills a fresh 3-partition topic with ~700-byte events, then runs, each in its own child process
+and in turns (aiokafka, capture, aiokafka, capture, ...) so that both see the same machine:
+a bare aiokafka consumer that reads the topic (getmany, no processing), and the capture
+service (FastStream, validation, Parquet to a local lake, offsets committed) in a fresh group.
+Both children measure the same way: from the moment the first records are in hand to the
+moment the last event is done (received for aiokafka; durable and committed for capture),
+and both report the CPU seconds their process used in that window, which depend far less
+on other jobs on the machine than rates do. The rates compared are the medians of the runs.
+The stream's end is a shutdown for capture: once every record is polled it flushes what it
+holds, as on SIGTERM, instead of idling until the flush interval writes the last partial
+batches (up to 5 s, which is latency, not throughput).
+
+Memory: the capture child reports its peak RSS. It is measured for a quarter of the stream
+and for all of it, at --batch-size and at a fifth of it: memory must follow the batch size,
+not the length of the stream. The last line is
+`RESULT capture_eps=... aiokafka_eps=... ratio=... peak_rss_mb=...` (peak RSS of the full
+stream at --batch-size). Without --bootstrap it reads .run/stack.env (deploy/stack.sh up).
 """
 
 from __future__ import annotations
@@ -18,6 +28,8 @@ import asyncio
 import json
 import os
 import resource
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -92,6 +104,25 @@ def fill(bootstrap: str, topic: str, events: int) -> int:
 # --- child roles -------------------------------------------------------------------------------
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _window(events: int, first: float, cpu_at_first: float) -> dict[str, float]:
+    """The figures of one child: from the first records in hand until the last event is done."""
+    elapsed = time.perf_counter() - first
+    cpu = _cpu_seconds() - cpu_at_first
+    return {
+        "eps": events / elapsed,
+        "seconds": elapsed,
+        "cpu_s": cpu,
+        "cpu_us_per_event": cpu / events * 1e6,
+        "load": os.getloadavg()[0],
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
 async def bare_aiokafka(bootstrap: str, topic: str, events: int) -> dict[str, float]:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -100,16 +131,16 @@ async def bare_aiokafka(bootstrap: str, topic: str, events: int) -> dict[str, fl
     consumer.assign([TopicPartition(topic, p) for p in range(3)])
     await consumer.seek_to_beginning()
     seen = 0
-    first = 0.0
+    first = cpu_at_first = 0.0
     while seen < events:
         batches = await consumer.getmany(timeout_ms=500, max_records=10_000)
         for records in batches.values():
             if records and not first:
-                first = time.perf_counter()
+                first, cpu_at_first = time.perf_counter(), _cpu_seconds()
             seen += len(records)
-    elapsed = time.perf_counter() - first
+    result = _window(seen, first, cpu_at_first)
     await consumer.stop()
-    return {"eps": seen / elapsed, "seconds": elapsed}
+    return result
 
 
 async def capture(bootstrap: str, topic: str, events: int, batch_size: int) -> dict[str, float]:
@@ -128,30 +159,46 @@ async def capture(bootstrap: str, topic: str, events: int, batch_size: int) -> d
         lake=LakeSettings(url=str(lake)),
     )
     service = CaptureService(settings, LocalStore(lake))
-    first = 0.0
+    first = cpu_at_first = 0.0
+    polled = 0
     original = service.batcher.add
 
     async def timed_add(records):  # type: ignore[no-untyped-def]
-        nonlocal first
+        nonlocal first, cpu_at_first, polled
         if not first:
-            first = time.perf_counter()
+            first, cpu_at_first = time.perf_counter(), _cpu_seconds()
+        polled += len(records)
         await original(records)
 
     service.batcher.add = timed_add  # type: ignore[method-assign]
-    async with service.running():
-        while service.batcher.accepted + service.batcher.rejected < events:
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - first
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    files = sum(1 for _ in lake.rglob("*.parquet"))
-    return {"eps": events / elapsed, "seconds": elapsed, "peak_rss_mb": peak_mb, "files": files}
+    try:
+        async with service.running():
+            while polled < events:
+                await asyncio.sleep(0.01)
+            # The stream ends here: flush what is buffered as a shutdown does, rather than
+            # idle until the flush interval writes the last partial batches.
+            await service.batcher.close()
+            if service.batcher.accepted + service.batcher.rejected != events:
+                raise RuntimeError(f"captured {service.batcher.accepted} and rejected {service.batcher.rejected}")
+            result = _window(events, first, cpu_at_first)
+        result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # closing included
+        result["files"] = sum(1 for _ in lake.rglob("*.parquet"))
+    finally:
+        shutil.rmtree(lake, ignore_errors=True)
+    return result
 
 
 def child(role: str, bootstrap: str, topic: str, events: int, batch_size: int) -> dict[str, float]:
     cmd = [sys.executable, __file__, "--role", role, "--bootstrap", bootstrap, "--topic", topic,
            "--events", str(events), "--batch-size", str(batch_size)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, cwd=REPO)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def describe(run: dict[str, float]) -> str:
+    return (f"{run['eps']:>9,.0f} events/s in {run['seconds']:5.1f}s, {run['cpu_us_per_event']:5.1f} CPU-us/event, "
+            f"peak RSS {run['peak_rss_mb']:4.0f} MB, load {run['load']:.1f}")
 
 
 def main() -> None:
@@ -159,6 +206,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--bootstrap")
     parser.add_argument("--batch-size", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=2, help="runs of each consumer, in turns")
     parser.add_argument("--role", choices=["aiokafka", "capture"])
     parser.add_argument("--topic")
     args = parser.parse_args()
@@ -173,24 +221,36 @@ def main() -> None:
 
     bootstrap = args.bootstrap or bootstrap_from_stack()
     topic = f"bench-capture-{uuid.uuid4().hex[:8]}"
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs", flush=True)
     print(f"filling {topic} with {args.events} events at {bootstrap} ...", flush=True)
     started = time.perf_counter()
     size = fill(bootstrap, topic, args.events)
     print(f"  {args.events} events of ~{size} bytes in {time.perf_counter() - started:.1f}s")
 
-    print("bare aiokafka consumer (baseline) ...", flush=True)
-    base = child("aiokafka", bootstrap, topic, args.events, args.batch_size)
-    print(f"  {base['eps']:,.0f} events/s")
-    print("capture: validate, Parquet, commit ...", flush=True)
-    cap = child("capture", bootstrap, topic, args.events, args.batch_size)
-    print(f"  {cap['eps']:,.0f} events/s, peak RSS {cap['peak_rss_mb']:.0f} MB, {cap['files']:.0f} files")
+    print(f"throughput, {args.repeat} runs each, in turns (capture: batch size {args.batch_size}) ...", flush=True)
+    bases: list[dict[str, float]] = []
+    caps: list[dict[str, float]] = []
+    for _ in range(args.repeat):
+        bases.append(child("aiokafka", bootstrap, topic, args.events, args.batch_size))
+        print(f"  aiokafka {describe(bases[-1])}", flush=True)
+        caps.append(child("capture", bootstrap, topic, args.events, args.batch_size))
+        print(f"  capture  {describe(caps[-1])}, {caps[-1]['files']:.0f} files", flush=True)
+    base_eps = statistics.median(r["eps"] for r in bases)
+    cap_eps = statistics.median(r["eps"] for r in caps)
+    peak = max(r["peak_rss_mb"] for r in caps)
+
+    print("capture peak RSS by stream length and batch size ...", flush=True)
     quarter = max(args.events // 4, 1)
-    small = child("capture", bootstrap, topic, quarter, args.batch_size)
-    print(f"  peak RSS for {quarter} events: {small['peak_rss_mb']:.0f} MB "
-          f"(for {args.events}: {cap['peak_rss_mb']:.0f} MB; batch size {args.batch_size})")
-    ratio = cap["eps"] / base["eps"]
-    print(f"RESULT capture_eps={cap['eps']:.0f} aiokafka_eps={base['eps']:.0f} ratio={ratio:.2f} "
-          f"peak_rss_mb={cap['peak_rss_mb']:.0f}")
+    small_batch = max(args.batch_size // 5, 1)
+    rss = {(args.events, args.batch_size): peak}
+    for events, batch in ((quarter, args.batch_size), (quarter, small_batch), (args.events, small_batch)):
+        rss[events, batch] = child("capture", bootstrap, topic, events, batch)["peak_rss_mb"]
+    for batch in (args.batch_size, small_batch):
+        print(f"  batch size {batch:>7}: {rss[quarter, batch]:4.0f} MB for {quarter} events, "
+              f"{rss[args.events, batch]:4.0f} MB for {args.events}")
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"RESULT capture_eps={cap_eps:.0f} aiokafka_eps={base_eps:.0f} ratio={cap_eps / base_eps:.2f} "
+          f"peak_rss_mb={peak:.0f}")
 
 
 if __name__ == "__main__":

@@ -147,7 +147,7 @@ class CaptureService:
         await self.broker.start()
         ticker = asyncio.create_task(self._tick())
         try:
-            with long_lived_objects_frozen():
+            with collector_tuned_for_polls(self.settings.poll_records):
                 yield self
         finally:
             ticker.cancel()
@@ -166,19 +166,35 @@ class CaptureService:
 
 
 @contextlib.contextmanager
-def long_lived_objects_frozen() -> Iterator[None]:
-    """Keep the objects made at start-up (modules, schemas, clients) out of garbage collection.
+def collector_tuned_for_polls(poll_records: int) -> Iterator[None]:
+    """Tune the garbage collector for a process that polls thousands of messages at a time.
 
-    Every poll makes thousands of tracked message objects, which wake the collector; a full
-    collection then walked every object of the process (some 70k, tens of milliseconds
-    each time) to find none of the start-up ones collectable.
+    Every poll makes `poll_records` message objects that the collector tracks and that live
+    until the poll is processed. With the default threshold (700 new objects) the collector
+    ran several times per poll, promoting each message through its generations, and every
+    full collection walked the whole process (some 70k objects from start-up, tens of
+    milliseconds each time) to find nothing. Start-up objects are frozen out of collection,
+    and the young generation holds a few polls, so a poll's messages die before being walked.
+    The process's settings come back when the last service in it stops.
     """
-    gc.collect()
-    gc.freeze()
+    global _tuned_thresholds, _tuned_services
+    if _tuned_services == 0:
+        _tuned_thresholds = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(max(_tuned_thresholds[0], 4 * poll_records), *_tuned_thresholds[1:])
+    _tuned_services += 1
     try:
         yield
     finally:
-        gc.unfreeze()
+        _tuned_services -= 1
+        if _tuned_services == 0:
+            gc.set_threshold(*_tuned_thresholds)
+            gc.unfreeze()
+
+
+_tuned_services = 0
+_tuned_thresholds: tuple[int, int, int] = gc.get_threshold()
 
 
 def build_app(settings: CaptureSettings, store: ObjectStore) -> FastStream:
@@ -186,11 +202,11 @@ def build_app(settings: CaptureSettings, store: ObjectStore) -> FastStream:
     service = CaptureService(settings, store)
     app = FastStream(service.broker, logger=log)
     ticker: list[asyncio.Task[None]] = []
+    collector = contextlib.ExitStack()
 
     @app.after_startup
     async def _start_ticker() -> None:
-        gc.collect()
-        gc.freeze()  # see long_lived_objects_frozen; the process ends with the app
+        collector.enter_context(collector_tuned_for_polls(settings.poll_records))
         ticker.append(asyncio.create_task(service._tick()))
 
     @app.on_shutdown
@@ -198,5 +214,6 @@ def build_app(settings: CaptureSettings, store: ObjectStore) -> FastStream:
         for task in ticker:
             task.cancel()
         await service.batcher.close()  # before the broker closes the consumer
+        collector.close()
 
     return app

@@ -18,7 +18,6 @@ from typing import IO
 
 import numpy as np
 import polars as pl
-import pyarrow as pa  # type: ignore[import-untyped]
 from pydantic import AwareDatetime, TypeAdapter
 
 from services.lake.store import ObjectStore
@@ -134,12 +133,19 @@ def _raw_lines(chunks: Sequence[bytes], rows: int) -> pl.Series:
     views["prefix"] = np.concatenate(prefixes).view("V4").ravel()
     views["buffer"] = np.repeat(np.arange(len(chunks), dtype=np.int32), [len(e) for e in ends])
     views["offset"] = np.concatenate(starts)
+    import pyarrow as pa  # type: ignore[import-untyped]  # only here: it costs 25 MB to import
+
     array = pa.Array.from_buffers(pa.string_view(), rows, [None, pa.py_buffer(views), *map(pa.py_buffer, chunks)])
     return pl.Series("raw", array)
 
 
 def _lines(chunks: Sequence[bytes]) -> list[bytes]:
-    return [line for c in chunks for line in c.split(b"\n")[:-1]]
+    lines: list[bytes] = []
+    for chunk in chunks:
+        lines += chunk.split(b"\n")
+        if not lines[-1]:  # the newline that ends the chunk
+            lines.pop()
+    return lines
 
 
 def _parse_ts(text: pl.Series) -> pl.Series:

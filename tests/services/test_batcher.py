@@ -239,8 +239,37 @@ def test_memory_is_bounded_by_the_batch_size(tmp_path: Path, size: int) -> None:
     async def run() -> None:
         for i in range(20):
             await h.batcher.add([Record(event(i), i)])
-            assert all(len(b.lines) < size for b in h.batcher._buffers.values())
+            assert all(b.events < size for b in h.batcher._buffers.values())
         await h.batcher.close()
 
     asyncio.run(run())
     assert read_events(h.store).height == 20
+
+
+def test_pretty_printed_events_are_kept_whole_on_one_line(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    pretty = json.dumps(json.loads(event(1)), indent=2).replace("\n", "\r\n").encode()
+
+    async def run() -> None:
+        await h.batcher.add([Record(event(0), 0), Record(pretty, 1), Record(event(2), 2)])
+        await h.batcher.close()
+
+    asyncio.run(run())
+    raw = read_events(h.store).sort("kafka_offset").get_column("raw").to_list()
+    assert [json.loads(r)["event_id"] for r in raw] == ["e0", "e1", "e2"]
+    assert not any("\n" in r or "\r" in r for r in raw)
+    assert raw[0] == event(0).decode()
+
+
+def test_buffers_of_many_partitions_together_stay_within_a_few_batches(tmp_path: Path) -> None:
+    h = Harness(tmp_path, batch_size=10, buffered_batches=2)
+
+    async def run() -> None:
+        for i in range(6):  # 8 partitions, 6 events each: 48 events, more than 2 batches of 10
+            await h.batcher.add([Record(event(p * 10 + i), i, p) for p in range(8)])
+            assert sum(b.events for b in h.batcher._buffers.values()) <= 20
+        await h.batcher.close()
+
+    asyncio.run(run())
+    assert read_events(h.store).height == 48
+    assert {k: v for c in h.commits for k, v in c.items()} == {("t", p): 6 for p in range(8)}
