@@ -353,12 +353,17 @@ def slices_show(
 @slices_app.command("pull")
 def slices_pull(name: str, version: VersionOption = None, to: ToOption = Path("."), lake: LakeOption = None) -> None:
     """Copy a version (verified) and its manifest to a local folder: <to>/slices/<name>/v<k>/."""
-    from services.slices.api import SLICE_ERRORS, pull
     from services.slices.versions import slice_root
+
+    _pull(slice_root(name), version, to, lake)
+
+
+def _pull(root: str, version: int | None, to: Path, lake: str | None) -> None:
+    from services.slices.api import SLICE_ERRORS, pull
 
     store = _slice_settings(lake).lake.open()
     try:
-        paths = pull(store, slice_root(name), version, to)
+        paths = pull(store, root, version, to)
     except SLICE_ERRORS as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(code=1) from e
@@ -524,17 +529,9 @@ def export_list(lake: LakeOption = None) -> None:
 @export_app.command("pull")
 def export_pull(kind: str, version: VersionOption = None, to: ToOption = Path("."), lake: LakeOption = None) -> None:
     """Copy an export version (verified) and its manifest to a local folder: <to>/exports/<kind>/v<k>/."""
-    from services.slices.api import SLICE_ERRORS, pull
     from services.slices.versions import export_root
 
-    store = _slice_settings(lake).lake.open()
-    try:
-        paths = pull(store, export_root(kind), version, to)
-    except SLICE_ERRORS as e:
-        typer.echo(f"error: {e}", err=True)
-        raise typer.Exit(code=1) from e
-    for path in paths:
-        typer.echo(str(path))
+    _pull(export_root(kind), version, to, lake)
 
 
 def main() -> None:
