@@ -20,29 +20,13 @@ from rapidfuzz.distance import Indel, Levenshtein
 
 BAD, GOOD = 0, 1
 
-FEATURE_COLUMNS = (
-    "edit_ratio",
-    "n_edits",
-    "n_retries",
-    "time_to_retry_s",
-    "copied",
-    "accepted",
-    "rephrase_similarity",
-    "dwell_ms",
-    "corrected",
-    "abandoned_explicit",
-    "abandoned_inferred",
-    "explicit_label",
-    "n_feedback",
-)
-
-_FEEDBACK_COLUMNS = ("interaction_id", "type", "ts", "thumbs", "score", "text", "prompt", "dwell_ms")
 
 # The event columns features read; `raw` and the Kafka position are never needed here.
 EVENT_COLUMNS = (
     "event_id", "type", "ts", "interaction_id", "session_id", "user_id", "app", "task", "model", "input", "output",
     "metadata", "thumbs", "score", "text", "prompt", "dwell_ms",
 )
+_FEEDBACK_COLUMNS = ("interaction_id", "type", "ts", "thumbs", "score", "text", "prompt", "dwell_ms")
 
 
 def interaction_features(

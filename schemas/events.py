@@ -56,8 +56,11 @@ class ModelInput(_Strict):
         """The user-facing text of the input: the prompt, or the last user message."""
         if self.prompt is not None:
             return self.prompt
-        users = [m.content for m in self.messages or [] if m.role == "user"]
-        return users[-1] if users else (self.messages or [ChatMessage(role="user", content="")])[-1].content
+        messages = self.messages or []
+        users = [m.content for m in messages if m.role == "user"]
+        if users:
+            return users[-1]
+        return messages[-1].content if messages else ""
 
 
 def _type_is_required(schema: dict[str, Any]) -> None:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.lake.store import ObjectStore, open_store
+
+if TYPE_CHECKING:
+    from services.labeler.pipeline import LabelerOptions
 
 
 class KafkaSettings(BaseSettings):
@@ -143,7 +146,7 @@ class LabelerSettings(BaseSettings):
     seed: int = 0
     lake: LakeSettings = Field(default_factory=LakeSettings)
 
-    def options(self) -> Any:
+    def options(self) -> LabelerOptions:
         """The pure pipeline's options (imported lazily: the labeling stack is heavy)."""
         from labeling.routing import RoutingConfig
         from services.labeler.pipeline import LabelerOptions

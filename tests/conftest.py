@@ -5,6 +5,7 @@ when they are missing: a test that claims to talk to Kafka never silently skips.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +32,13 @@ def require(name: str) -> str:
     if not value:
         pytest.fail(f"{name} is not set: start the services with `deploy/stack.sh up` (the README's test command does)")
     return value
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def unique(prefix: str) -> str:

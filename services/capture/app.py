@@ -62,7 +62,9 @@ class CaptureService:
     def __init__(self, settings: CaptureSettings, store: ObjectStore) -> None:
         self.settings = settings
         self.store = store
-        self.flushes: list[FlushStats] = []
+        # running totals (not a list of every flush: a long-lived process would grow without end)
+        self.flushed_events = 0
+        self.flush_seconds = 0.0
         config = {**CONSUMER_PREFETCH, **settings.kafka.confluent_config()}
         self.broker = KafkaBroker(settings.kafka.bootstrap_servers, config=config, logger=_kafka_log)  # type: ignore[arg-type]
         self._consumer: Consumer | None = None
@@ -138,7 +140,8 @@ class CaptureService:
             log.info("dead-lettered %s[%d]@%d: %s", item.topic, item.partition, item.offset, item.reason)
 
     def _flushed(self, stats: FlushStats) -> None:
-        self.flushes.append(stats)
+        self.flushed_events += stats.events
+        self.flush_seconds += stats.seconds
         log.info("wrote %d events in %d files in %.2fs", stats.events, stats.files, stats.seconds)
 
     @contextlib.asynccontextmanager

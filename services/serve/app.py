@@ -70,7 +70,6 @@ class Stage:
 class FlywheelServer:
     settings: ServeSettings
     store: ObjectStore
-    extra_stages: list[Stage] = field(default_factory=list)
     metrics: FlywheelMetrics = field(default_factory=FlywheelMetrics)
 
     def __post_init__(self) -> None:
@@ -78,7 +77,7 @@ class FlywheelServer:
         self.components: dict[str, _Component] = {}
         self._seen_accepted = 0
         self._seen_rejected = 0
-        self._seen_flushes = 0
+        self._seen_flush = (0, 0.0)  # (events, seconds) flushed at the last look
         self.ops = OpsServer(self.settings.host, self.settings.port, health=self.health, metrics=self.metrics.render)
 
     # --- health ----------------------------------------------------------------------------------
@@ -126,7 +125,7 @@ class FlywheelServer:
         stages.append(Stage("queues", self.settings.metrics_interval_s, self._queue_depth))
         if self.settings.slices.definitions_dir.is_dir():
             stages.append(Stage("slices", self.settings.renew_interval_s, self._renew))
-        return [*stages, *self.extra_stages]
+        return stages
 
     def _push(self) -> None:
         from services.annotation.push import push
@@ -148,6 +147,7 @@ class FlywheelServer:
     def _renew(self) -> None:
         """Renew every defined slice that drifted or aged past its thresholds; publish and announce."""
         from services.slices.announce import announce_pending, announcer_from
+        from services.slices.api import manifest_of
         from services.slices.build import renew
         from services.slices.definitions import load_definitions
 
@@ -160,9 +160,7 @@ class FlywheelServer:
             drift = result.drift_after or result.drift_before
             if drift is not None:
                 self.metrics.slice_drift.labels(slice=name).set(drift.divergence)
-            if result.manifest is not None or result.version is not None:
-                from services.slices.api import manifest_of
-
+            if result.version is not None:
                 created = manifest_of(self.store, name).get("created_at")
                 if created:
                     age = now - datetime.fromisoformat(created).timestamp()
@@ -198,11 +196,11 @@ class FlywheelServer:
             self.metrics.captured.inc(batcher.accepted - self._seen_accepted)
             self.metrics.dead_lettered.inc(batcher.rejected - self._seen_rejected)
             self._seen_accepted, self._seen_rejected = batcher.accepted, batcher.rejected
-            flushes = self.capture.flushes[self._seen_flushes :]
-            self._seen_flushes += len(flushes)
-            if flushes:
-                events = sum(f.events for f in flushes)
-                self.metrics.capture_rate.set(events / max(sum(f.seconds for f in flushes), 1e-9))
+            flushed = (self.capture.flushed_events, self.capture.flush_seconds)
+            events, seconds = flushed[0] - self._seen_flush[0], flushed[1] - self._seen_flush[1]
+            self._seen_flush = flushed
+            if events:
+                self.metrics.capture_rate.set(events / max(seconds, 1e-9))
             try:
                 lag = await asyncio.to_thread(
                     consumer_lag, kafka, self.settings.capture.topic, self.settings.capture.group_id

@@ -41,7 +41,7 @@ from services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_table, write_ta
 from services.settings import AnnotationSettings, WebhookSettings
 from services.simulator.output import simulate_to_file
 from services.simulator.traffic import SimulationConfig
-from tests.conftest import REPO, require
+from tests.conftest import REPO, free_port, require
 
 pytestmark = pytest.mark.argilla
 
@@ -169,12 +169,6 @@ def wait_for(what: str, check: Callable[[], Any], timeout_s: float = WAIT_S) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {timeout_s:.0f}s")
         time.sleep(0.1)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def delete_webhooks(owner: Any, url: str) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from kafka import KafkaConsumer
 from services.annotation.layout import QUEUES
 from services.emitter import Emitter
 from services.simulator.traffic import SimulationConfig, generate
-from tests.conftest import REPO, require
+from tests.conftest import REPO, free_port, require
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.argilla, pytest.mark.slow]
 
@@ -39,12 +38,6 @@ drift_threshold = 0.05
 clusters = 8
 renewal_budget = 20
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def metrics(port: int) -> dict[str, float]:
