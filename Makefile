@@ -4,10 +4,10 @@ VENV := .venv
 
 .PHONY: demo test lint install clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -e clients/python -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -17,7 +17,7 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy schemas labeling services bench tests
+	$(VENV)/bin/mypy src clients/python/src bench tests
 
 # Starts Apache Kafka, S3Proxy and Argilla (with OpenSearch, Redis and its worker) on loopback,
 # runs every test against them, and stops them by PID whatever the outcome.

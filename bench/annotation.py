@@ -34,21 +34,21 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 os.environ.setdefault("TQDM_DISABLE", "1")  # the SDK's progress bars (the baseline's records.log)
 
-import polars as pl  # noqa: E402
+import polars as pl
 
-from services.annotation.gold import GoldResponse  # noqa: E402
-from services.annotation.layout import QUEUES, dataset_settings  # noqa: E402
-from services.annotation.outbox import read_sent  # noqa: E402
-from services.annotation.push import push  # noqa: E402
-from services.annotation.receiver import WebhookHandler, WebhookServer, register_webhook  # noqa: E402
-from services.annotation.records import build_records, masked_items  # noqa: E402
-from services.lake.store import LocalStore  # noqa: E402
-from services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, write_table  # noqa: E402
-from services.settings import AnnotationSettings  # noqa: E402
+from flywheel_feedback.services.annotation.gold import GoldResponse
+from flywheel_feedback.services.annotation.layout import QUEUES, dataset_settings
+from flywheel_feedback.services.annotation.outbox import read_sent
+from flywheel_feedback.services.annotation.push import push
+from flywheel_feedback.services.annotation.receiver import WebhookHandler, WebhookServer, register_webhook
+from flywheel_feedback.services.annotation.records import build_records, masked_items
+from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, write_table
+from flywheel_feedback.services.settings import AnnotationSettings
+
+REPO = Path(__file__).resolve().parent.parent
 
 QUEUE_SHARE = {"uncertain": 0.4, "suspect": 0.3, "conflict": 0.1, "audit": 0.2}
 PROMPTS = [
@@ -133,7 +133,7 @@ def bench_baseline(client: Any, settings: AnnotationSettings, store: LocalStore,
     """The bare SDK logging the same records (already masked and built: only Argilla's own cost)."""
     import argilla as rg
 
-    from services.annotation.outbox import pending_items
+    from flywheel_feedback.services.annotation.outbox import pending_items
 
     items = pending_items(store, resend=True).head(n)
     labels = pl.read_parquet(store.root / LABELS_KEY)
@@ -232,7 +232,7 @@ def main() -> None:
     prefix = f"fw-bench-{uuid.uuid4().hex[:8]}-"
     settings = AnnotationSettings(url=env["FLYWHEEL_TEST_ARGILLA_URL"], api_key=env["FLYWHEEL_TEST_ARGILLA_API_KEY"],
                                   dataset_prefix=prefix, batch_size=args.batch_size)
-    from services.annotation.client import connect
+    from flywheel_feedback.services.annotation.client import connect
 
     client = connect(settings)
     with tempfile.TemporaryDirectory() as tmp:

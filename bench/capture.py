@@ -38,7 +38,6 @@ import uuid
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
 PROMPT = "How do I reset my password on the mobile app? I tried twice already and the link keeps expiring. "
 OUTPUT = (
@@ -144,9 +143,9 @@ async def bare_aiokafka(bootstrap: str, topic: str, events: int) -> dict[str, fl
 
 
 async def capture(bootstrap: str, topic: str, events: int, batch_size: int) -> dict[str, float]:
-    from services.capture.app import CaptureService
-    from services.lake.store import LocalStore
-    from services.settings import CaptureSettings, KafkaSettings, LakeSettings
+    from flywheel_feedback.services.capture.app import CaptureService
+    from flywheel_feedback.services.lake.store import LocalStore
+    from flywheel_feedback.services.settings import CaptureSettings, KafkaSettings, LakeSettings
 
     lake = Path(tempfile.mkdtemp(prefix="bench-lake-"))
     settings = CaptureSettings(

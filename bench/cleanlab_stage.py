@@ -20,7 +20,6 @@ under 3 minutes on a 2-core machine, most of it in the baseline.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -32,10 +31,9 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import SGDClassifier
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from flywheel_feedback.labeling.confident import encode_texts, find_issues, out_of_fold_probs
 
-from labeling.confident import encode_texts, find_issues, out_of_fold_probs  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 NOISE = 0.10
 SYLLABLES = ("ka", "lo", "mi", "re", "tu", "sa", "ne", "po", "vi", "da", "fe", "gu", "ri", "zo", "ba", "te", "lu")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,12 +23,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from flywheel_feedback.labeling.label_model import LabelModel, majority_vote
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from labeling.label_model import LabelModel, majority_vote  # noqa: E402
-
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "wrench-youtube"
+DEFAULT_DATA = REPO / "bench" / "data" / "wrench" / "youtube"
 SYNTHETIC_ACCURACY = np.array([0.75, 0.8, 0.85, 0.9, 0.95, 0.8, 0.75, 0.85])
 SYNTHETIC_COVERAGE = np.array([0.3, 0.5, 0.2, 0.4, 0.1, 0.3, 0.6, 0.5])
 

@@ -12,24 +12,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from flywheel_feedback.labeling.confident import find_issues, out_of_fold_probs
+from flywheel_feedback.labeling.default_lfs import default_registry
+from flywheel_feedback.labeling.features import EVENT_COLUMNS, interaction_features
+from flywheel_feedback.labeling.label_model import LabelModel, majority_vote
+from flywheel_feedback.services.capture.validate import check_message
+from flywheel_feedback.services.labeler.pipeline import CARDINALITY, SIGNAL_FEATURES
+from flywheel_feedback.services.lake.events import events_frame
+from flywheel_feedback.services.simulator.traffic import SimulationConfig, generate
 
-from labeling.confident import find_issues, out_of_fold_probs  # noqa: E402
-from labeling.default_lfs import default_registry  # noqa: E402
-from labeling.features import EVENT_COLUMNS, interaction_features  # noqa: E402
-from labeling.label_model import LabelModel, majority_vote  # noqa: E402
-from services.capture.validate import check_message  # noqa: E402
-from services.labeler.pipeline import CARDINALITY, SIGNAL_FEATURES  # noqa: E402
-from services.lake.events import events_frame  # noqa: E402
-from services.simulator.traffic import SimulationConfig, generate  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 BASE_INTERACTIONS = 50_000
 

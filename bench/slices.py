@@ -28,7 +28,6 @@ import os
 import random
 import shutil
 import statistics
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -38,21 +37,20 @@ from typing import Any
 
 import polars as pl
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from flywheel_feedback.services.annotation.gold import GoldResponse, land
+from flywheel_feedback.services.capture.file_source import capture_file
+from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
+from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX
+from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, open_store
+from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table, write_table
+from flywheel_feedback.services.simulator.output import simulate_to_file
+from flywheel_feedback.services.simulator.traffic import SimulationConfig
+from flywheel_feedback.services.slices import load_slice
+from flywheel_feedback.services.slices.build import renew
+from flywheel_feedback.services.slices.definitions import SliceDefinition
+from flywheel_feedback.services.slices.versions import slice_root
 
-from services.annotation.gold import GoldResponse, land  # noqa: E402
-from services.capture.file_source import capture_file  # noqa: E402
-from services.labeler.pipeline import LabelerOptions, label_pass  # noqa: E402
-from services.lake.events import RAW_EVENTS_PREFIX  # noqa: E402
-from services.lake.store import LocalStore, ObjectStore, open_store  # noqa: E402
-from services.lake.tables import LABELS_KEY, read_table, write_table  # noqa: E402
-from services.simulator.output import simulate_to_file  # noqa: E402
-from services.simulator.traffic import SimulationConfig  # noqa: E402
-from services.slices import load_slice  # noqa: E402
-from services.slices.build import renew  # noqa: E402
-from services.slices.definitions import SliceDefinition  # noqa: E402
-from services.slices.versions import slice_root  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 FULL = SliceDefinition(
     name="bench-full", size=1_000_000, min_confidence=0.5, window=timedelta(days=30), max_age=timedelta(days=30),

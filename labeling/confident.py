@@ -33,7 +33,7 @@ from scipy.special import expit
 from sklearn.linear_model import SGDClassifier
 from sklearn.preprocessing import normalize
 
-from labeling.lf import ABSTAIN
+from flywheel_feedback.labeling.lf import ABSTAIN
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]

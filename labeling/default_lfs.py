@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import polars as pl
 
-from labeling.features import BAD, GOOD
-from labeling.lf import ABSTAIN, LabelingFunction, LFRegistry, labeling_function
+from flywheel_feedback.labeling.features import BAD, GOOD
+from flywheel_feedback.labeling.lf import ABSTAIN, LabelingFunction, LFRegistry, labeling_function
 
 HEAVY_EDIT = 0.4
 LIGHT_EDIT = 0.15

@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from labeling.lf import ABSTAIN
+from flywheel_feedback.labeling.lf import ABSTAIN
 
 
 def lf_summary(

@@ -18,8 +18,8 @@ from typing import Final, Literal, get_args
 
 import polars as pl
 
-from labeling.records import CLASS_NAMES
-from labeling.slicing import HUMAN, eligible_expr
+from flywheel_feedback.labeling.records import CLASS_NAMES
+from flywheel_feedback.labeling.slicing import HUMAN, eligible_expr
 
 Kind = Literal["sft", "preference", "classifier"]
 KINDS: Final[tuple[Kind, ...]] = get_args(Kind)

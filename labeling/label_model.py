@@ -28,7 +28,7 @@ from typing import Any, Literal, Self
 import numpy as np
 from numpy.typing import NDArray
 
-from labeling.lf import ABSTAIN
+from flywheel_feedback.labeling.lf import ABSTAIN
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]

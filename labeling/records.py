@@ -14,7 +14,7 @@ from typing import Final
 
 import polars as pl
 
-from labeling.pii import mask_expr
+from flywheel_feedback.labeling.pii import mask_expr
 
 CLASS_NAMES: Final = ("bad", "good")
 REFERENCE_SOURCES: Final = (  # (column, what the reference is), most authoritative first

@@ -1,7 +1,7 @@
 """The event contracts: what product apps send to Kafka.
 
 These pydantic models are the single source of truth. The JSON Schema files and the
-AsyncAPI document under `schemas/` are generated from them (`python -m schemas.generate`)
+AsyncAPI document under `schemas/` are generated from them (`python -m flywheel_feedback.schemas.generate`)
 and a test fails when the committed files drift from the models.
 
 Every event carries `event_id`, `type`, `schema_version` and `ts`; feedback events carry

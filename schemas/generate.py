@@ -1,4 +1,4 @@
-"""Generate the committed contract files from the models: `python -m schemas.generate`.
+"""Generate the committed contract files from the models: `python -m flywheel_feedback.schemas.generate`.
 
 schemas/jsonschema/<type>.json  one JSON Schema per event type
 schemas/jsonschema/event.json   the discriminated union of all of them
@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from schemas.events import EVENT_ADAPTER, EVENT_MODELS, SCHEMA_VERSION
+from flywheel_feedback.schemas.events import EVENT_ADAPTER, EVENT_MODELS, SCHEMA_VERSION
 
 HERE = Path(__file__).parent
 JSONSCHEMA_DIR = HERE / "jsonschema"

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 if TYPE_CHECKING:
-    from labeling.exports import Kind
-    from services.settings import AnnotationSettings, SliceSettings
+    from flywheel_feedback.labeling.exports import Kind
+    from flywheel_feedback.services.settings import AnnotationSettings, SliceSettings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="An event-driven feedback flywheel for AI products.")
 
@@ -29,7 +29,7 @@ def demo(
     seed: int = 7,
 ) -> None:
     """The whole loop with nothing else running: simulate, capture, label, queue, slice, export, report."""
-    from services.demo import run_demo
+    from flywheel_feedback.services.demo import run_demo
 
     run_demo(workdir, interactions=interactions, seed=seed)
 
@@ -44,13 +44,14 @@ def simulate(
     topic: str = "flywheel.events",
 ) -> None:
     """Generate realistic product traffic (to Kafka or a file) and its hidden truth."""
-    from services.simulator.traffic import SimulationConfig
+    from flywheel_feedback.services.simulator.traffic import SimulationConfig
 
     config = SimulationConfig(interactions=interactions, seed=seed, drift=drift)
     if to == "kafka":
-        from services.emitter import Emitter
-        from services.settings import KafkaSettings
-        from services.simulator.output import simulate_to_kafka
+        from flywheel_feedback.client import Emitter
+
+        from flywheel_feedback.services.settings import KafkaSettings
+        from flywheel_feedback.services.simulator.output import simulate_to_kafka
 
         kafka = KafkaSettings()
         options = kafka.kafka_python_options()
@@ -58,7 +59,7 @@ def simulate(
             n = simulate_to_kafka(config, send=lambda v, k: emitter.send_raw(v, key=k), truth_path=truth)
         typer.echo(f"sent {n} events to {topic} at {kafka.bootstrap_servers}; truth in {truth}")
     else:
-        from services.simulator.output import simulate_to_file
+        from flywheel_feedback.services.simulator.output import simulate_to_file
 
         n = simulate_to_file(config, Path(to), truth)
         typer.echo(f"wrote {n} events to {to}; truth in {truth}")
@@ -69,8 +70,8 @@ def capture(verbose: bool = False) -> None:
     """Consume events from Kafka into the lake (settings from FLYWHEEL_* environment variables)."""
     import asyncio
 
-    from services.capture.app import build_app
-    from services.settings import CaptureSettings
+    from flywheel_feedback.services.capture.app import build_app
+    from flywheel_feedback.services.settings import CaptureSettings
 
     _logging(verbose)
     settings = CaptureSettings()
@@ -83,8 +84,8 @@ def ingest(
     lake: Annotated[str, typer.Option(help="local path or s3:// URL")] = "./lake",
 ) -> None:
     """Capture a JSON-lines file of events into the lake (the same validation as Kafka capture)."""
-    from services.capture.file_source import capture_file
-    from services.settings import LakeSettings
+    from flywheel_feedback.services.capture.file_source import capture_file
+    from flywheel_feedback.services.settings import LakeSettings
 
     result = capture_file(path, LakeSettings(url=lake).open())
     typer.echo(f"accepted {result.accepted}, rejected {result.rejected}")
@@ -99,8 +100,8 @@ def label(
     verbose: bool = False,
 ) -> None:
     """Run one labeler pass: features, labeling functions, label model, cleanlab, routing."""
-    from services.labeler.pipeline import label_pass
-    from services.settings import LabelerSettings
+    from flywheel_feedback.services.labeler.pipeline import label_pass
+    from flywheel_feedback.services.settings import LabelerSettings
 
     _logging(verbose)
     settings = LabelerSettings() if lake is None else LabelerSettings(lake={"url": lake})
@@ -117,8 +118,8 @@ def label(
 @app.command()
 def labeler(verbose: bool = False) -> None:
     """Keep labeling: a pass whenever the lake has new events or gold labels (FLYWHEEL_LABELER_* settings)."""
-    from services.labeler.loop import run_forever
-    from services.settings import LabelerSettings
+    from flywheel_feedback.services.labeler.loop import run_forever
+    from flywheel_feedback.services.settings import LabelerSettings
 
     _logging(verbose)
     run_forever(LabelerSettings())
@@ -127,7 +128,7 @@ def labeler(verbose: bool = False) -> None:
 @app.command()
 def serve(verbose: bool = False) -> None:
     """Capture, labeler, annotation sync and slice renewal in one process, with /healthz and /metrics."""
-    from services.serve.app import FlywheelServer, ServeSettings, serve_forever
+    from flywheel_feedback.services.serve.app import FlywheelServer, ServeSettings, serve_forever
 
     _logging(verbose)
     settings = ServeSettings()
@@ -143,8 +144,8 @@ def report(
     """Write the flywheel health report (HTML with plots) for any lake."""
     import polars as pl
 
-    from services.report.build import build_report
-    from services.settings import LakeSettings
+    from flywheel_feedback.services.report.build import build_report
+    from flywheel_feedback.services.settings import LakeSettings
 
     store = (LakeSettings() if lake is None else LakeSettings(url=lake)).open()
     path = build_report(store, out, truth=pl.read_parquet(truth) if truth else None)
@@ -156,8 +157,8 @@ def events(lake: Annotated[str, typer.Option(help="local path or s3:// URL")] = 
     """Count the captured events per type (deduplicated by event_id)."""
     import polars as pl
 
-    from services.lake.events import read_events
-    from services.settings import LakeSettings
+    from flywheel_feedback.services.lake.events import read_events
+    from flywheel_feedback.services.settings import LakeSettings
 
     frame = read_events(LakeSettings(url=lake).open())
     typer.echo(frame.group_by("type").agg(pl.len().alias("events")).sort("type"))
@@ -175,7 +176,7 @@ LakeOption = Annotated[str | None, typer.Option(help="local path or s3:// URL (d
 
 
 def _annotation_settings(lake: str | None, verbose: bool) -> AnnotationSettings:
-    from services.settings import AnnotationSettings, LakeSettings
+    from flywheel_feedback.services.settings import AnnotationSettings, LakeSettings
 
     _logging(verbose)
     if not verbose:
@@ -195,8 +196,8 @@ def annotate_push(
     verbose: bool = False,
 ) -> None:
     """Send the pending outbox to Argilla: a dataset per queue; items are marked sent once Argilla confirms."""
-    from services.annotation.layout import check_queues
-    from services.annotation.push import push
+    from flywheel_feedback.services.annotation.layout import check_queues
+    from flywheel_feedback.services.annotation.push import push
 
     try:
         queues = check_queues(queue) if queue else None
@@ -220,7 +221,7 @@ def annotate_pull(
     """Reconcile: land every submitted response Argilla has that the lake does not (gold labels)."""
     import time
 
-    from services.annotation.reconcile import reconcile
+    from flywheel_feedback.services.annotation.reconcile import reconcile
 
     settings = _annotation_settings(lake, verbose)
     store = settings.lake.open()
@@ -247,7 +248,7 @@ def annotate_serve(
     import signal
     import threading
 
-    from services.annotation.receiver import serve
+    from flywheel_feedback.services.annotation.receiver import serve
 
     settings = _annotation_settings(lake, verbose)
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
@@ -281,7 +282,7 @@ ToOption = Annotated[Path, typer.Option(help="local folder to copy the version i
 
 
 def _slice_settings(lake: str | None, definitions: Path | None = None, verbose: bool = False) -> SliceSettings:
-    from services.settings import LakeSettings, SliceSettings
+    from flywheel_feedback.services.settings import LakeSettings, SliceSettings
 
     _logging(verbose)
     logging.getLogger("kafka").setLevel(logging.DEBUG if verbose else logging.WARNING)
@@ -297,8 +298,8 @@ def _slice_settings(lake: str | None, definitions: Path | None = None, verbose: 
 @slices_app.command("list")
 def slices_list(lake: LakeOption = None, definitions: DefinitionsOption = None) -> None:
     """Slice definitions and their published versions."""
-    from services.slices.definitions import load_definitions
-    from services.slices.versions import SLICES_PREFIX, list_roots, read_manifest
+    from flywheel_feedback.services.slices.definitions import load_definitions
+    from flywheel_feedback.services.slices.versions import SLICES_PREFIX, list_roots, read_manifest
 
     settings = _slice_settings(lake, definitions)
     store = settings.lake.open()
@@ -327,11 +328,11 @@ def slices_show(
     """A version's manifest (its files verified against their hashes), and optionally its drift now."""
     import json
 
-    from services.slices.api import SLICE_ERRORS, manifest_of
-    from services.slices.build import check_drift
-    from services.slices.definitions import find_definition
-    from services.slices.report import drift_lines, manifest_lines
-    from services.slices.versions import slice_root, verify_version
+    from flywheel_feedback.services.slices.api import SLICE_ERRORS, manifest_of
+    from flywheel_feedback.services.slices.build import check_drift
+    from flywheel_feedback.services.slices.definitions import find_definition
+    from flywheel_feedback.services.slices.report import drift_lines, manifest_lines
+    from flywheel_feedback.services.slices.versions import slice_root, verify_version
 
     settings = _slice_settings(lake, definitions)
     store = settings.lake.open()
@@ -353,13 +354,13 @@ def slices_show(
 @slices_app.command("pull")
 def slices_pull(name: str, version: VersionOption = None, to: ToOption = Path("."), lake: LakeOption = None) -> None:
     """Copy a version (verified) and its manifest to a local folder: <to>/slices/<name>/v<k>/."""
-    from services.slices.versions import slice_root
+    from flywheel_feedback.services.slices.versions import slice_root
 
     _pull(slice_root(name), version, to, lake)
 
 
 def _pull(root: str, version: int | None, to: Path, lake: str | None) -> None:
-    from services.slices.api import SLICE_ERRORS, pull
+    from flywheel_feedback.services.slices.api import SLICE_ERRORS, pull
 
     store = _slice_settings(lake).lake.open()
     try:
@@ -380,9 +381,9 @@ def slices_diff(
     limit: Annotated[int, typer.Option(min=0, help="items listed per side")] = 20,
 ) -> None:
     """Items added and retired between two versions, and the rows per topic cluster of each."""
-    from services.slices.api import SLICE_ERRORS, diff
-    from services.slices.report import diff_lines
-    from services.slices.versions import resolve, slice_root
+    from flywheel_feedback.services.slices.api import SLICE_ERRORS, diff
+    from flywheel_feedback.services.slices.report import diff_lines
+    from flywheel_feedback.services.slices.versions import resolve, slice_root
 
     store = _slice_settings(lake).lake.open()
     try:
@@ -405,11 +406,11 @@ def slices_renew(
 ) -> None:
     """Measure drift and age; past a threshold, publish the next version and queue its gaps for annotators.
     A slice with no version yet gets its first."""
-    from services.slices.announce import announcer_from
-    from services.slices.api import SLICE_ERRORS
-    from services.slices.build import renew
-    from services.slices.definitions import find_definition, load_definitions
-    from services.slices.report import renewal_lines
+    from flywheel_feedback.services.slices.announce import announcer_from
+    from flywheel_feedback.services.slices.api import SLICE_ERRORS
+    from flywheel_feedback.services.slices.build import renew
+    from flywheel_feedback.services.slices.definitions import find_definition, load_definitions
+    from flywheel_feedback.services.slices.report import renewal_lines
 
     settings = _slice_settings(lake, definitions, verbose)
     if all_slices == bool(names):
@@ -444,7 +445,7 @@ def slices_renew(
 @slices_app.command("announce")
 def slices_announce(lake: LakeOption = None, verbose: bool = False) -> None:
     """Announce on Kafka every published slice and export version not yet announced (after an outage)."""
-    from services.slices.announce import KafkaAnnouncer, announce_pending
+    from flywheel_feedback.services.slices.announce import KafkaAnnouncer, announce_pending
 
     settings = _slice_settings(lake, verbose=verbose)
     with KafkaAnnouncer(settings.kafka, topic=settings.announce_topic, timeout_s=settings.announce_timeout_s) as sender:
@@ -456,9 +457,9 @@ def slices_announce(lake: LakeOption = None, verbose: bool = False) -> None:
 
 def _export(kind: Kind, *, tasks: list[str] | None, min_confidence: float, include_eval: bool, dry_run: bool,
             lake: str | None, verbose: bool) -> None:
-    from services.slices.announce import announcer_from
-    from services.slices.api import SLICE_ERRORS
-    from services.slices.exports import export
+    from flywheel_feedback.services.slices.announce import announcer_from
+    from flywheel_feedback.services.slices.api import SLICE_ERRORS
+    from flywheel_feedback.services.slices.exports import export
 
     settings = _slice_settings(lake, verbose=verbose)
     announcer = None if dry_run else announcer_from(settings)
@@ -517,7 +518,7 @@ def export_classifier(tasks: TasksOption = None, min_confidence: MinConfidenceOp
 @export_app.command("list")
 def export_list(lake: LakeOption = None) -> None:
     """Published training exports."""
-    from services.slices.versions import EXPORTS_PREFIX, list_roots, read_manifest
+    from flywheel_feedback.services.slices.versions import EXPORTS_PREFIX, list_roots, read_manifest
 
     store = _slice_settings(lake).lake.open()
     for root, versions in list_roots(store, EXPORTS_PREFIX).items():
@@ -529,7 +530,7 @@ def export_list(lake: LakeOption = None) -> None:
 @export_app.command("pull")
 def export_pull(kind: str, version: VersionOption = None, to: ToOption = Path("."), lake: LakeOption = None) -> None:
     """Copy an export version (verified) and its manifest to a local folder: <to>/exports/<kind>/v<k>/."""
-    from services.slices.versions import export_root
+    from flywheel_feedback.services.slices.versions import export_root
 
     _pull(export_root(kind), version, to, lake)
 

@@ -20,14 +20,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from services.capture.file_source import capture_file
-from services.labeler.pipeline import label_pass
-from services.lake.events import read_events
-from services.lake.store import LocalStore
-from services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_prefix, read_table
-from services.report.build import build_report
-from services.simulator.output import simulate_to_file
-from services.simulator.traffic import SimulationConfig
+from flywheel_feedback.services.capture.file_source import capture_file
+from flywheel_feedback.services.labeler.pipeline import label_pass
+from flywheel_feedback.services.lake.events import read_events
+from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_prefix, read_table
+from flywheel_feedback.services.report.build import build_report
+from flywheel_feedback.services.simulator.output import simulate_to_file
+from flywheel_feedback.services.simulator.traffic import SimulationConfig
 
 
 @dataclass
@@ -58,8 +58,8 @@ def _planted_bad_lines() -> list[bytes]:
 
 def label_quality(labels: pl.DataFrame, truth: pl.DataFrame) -> dict[str, float]:
     """The label model against majority vote of the same functions, and cleanlab's hit rate, on the truth."""
-    from labeling.default_lfs import default_registry
-    from labeling.label_model import majority_vote
+    from flywheel_feedback.labeling.default_lfs import default_registry
+    from flywheel_feedback.labeling.label_model import majority_vote
 
     scored = labels.join(truth.select("interaction_id", "good"), on="interaction_id", how="inner")
     good = scored.get_column("good").cast(pl.Int64).to_numpy()
@@ -167,9 +167,9 @@ DEMO_SLICE = {
 
 def _slice(lake: LocalStore, truth: pl.DataFrame, say: Any) -> list[str]:
     """v1 from the traffic before the drift point, then a renewal over all of it."""
-    from services.slices.build import renew
-    from services.slices.definitions import SliceDefinition
-    from services.slices.report import renewal_lines
+    from flywheel_feedback.services.slices.build import renew
+    from flywheel_feedback.services.slices.definitions import SliceDefinition
+    from flywheel_feedback.services.slices.report import renewal_lines
 
     definition = SliceDefinition.model_validate(DEMO_SLICE)
     times = truth.get_column("ts").sort()
@@ -184,7 +184,7 @@ def _slice(lake: LocalStore, truth: pl.DataFrame, say: Any) -> list[str]:
 
 
 def _exports(lake: LocalStore, say: Any) -> dict[str, int]:
-    from services.slices.exports import export
+    from flywheel_feedback.services.slices.exports import export
 
     rows: dict[str, int] = {}
     for kind in ("sft", "preference", "classifier"):

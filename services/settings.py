@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.lake.store import ObjectStore, open_store
+from flywheel_feedback.services.lake.store import ObjectStore, open_store
 
 if TYPE_CHECKING:
-    from services.labeler.pipeline import LabelerOptions
+    from flywheel_feedback.services.labeler.pipeline import LabelerOptions
 
 
 class KafkaSettings(BaseSettings):
@@ -148,8 +148,8 @@ class LabelerSettings(BaseSettings):
 
     def options(self) -> LabelerOptions:
         """The pure pipeline's options (imported lazily: the labeling stack is heavy)."""
-        from labeling.routing import RoutingConfig
-        from services.labeler.pipeline import LabelerOptions
+        from flywheel_feedback.labeling.routing import RoutingConfig
+        from flywheel_feedback.services.labeler.pipeline import LabelerOptions
 
         return LabelerOptions(
             abandon_window=timedelta(seconds=self.abandon_window_s),
@@ -169,7 +169,7 @@ class LabelerSettings(BaseSettings):
 
 
 class SliceSettings(BaseSettings):
-    """Eval slices and training exports (`flywheel slices`, `flywheel export`, `services.slices.load_slice`)."""
+    """Eval slices and training exports (`flywheel slices`, `flywheel export`, `load_slice` in services/slices)."""
 
     model_config = SettingsConfigDict(env_prefix="FLYWHEEL_SLICES_", frozen=True, extra="ignore")
 

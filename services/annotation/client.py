@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import argilla as rg
 
-    from services.settings import AnnotationSettings
+    from flywheel_feedback.services.settings import AnnotationSettings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from services.annotation.layout import dataset_settings, missing_from
+from flywheel_feedback.services.annotation.layout import dataset_settings, missing_from
 
 if TYPE_CHECKING:
     import argilla as rg

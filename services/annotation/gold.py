@@ -18,9 +18,9 @@ from typing import Any, Final, Literal
 
 import polars as pl
 
-from services.annotation.layout import LABEL_CLASSES, QUESTION_CORRECTION, QUESTION_LABEL, queue_of
-from services.lake.store import ObjectStore
-from services.lake.tables import GOLD_PREFIX, read_prefix, write_table
+from flywheel_feedback.services.annotation.layout import LABEL_CLASSES, QUESTION_CORRECTION, QUESTION_LABEL, queue_of
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import GOLD_PREFIX, read_prefix, write_table
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from services.lake.store import ObjectStore
-from services.lake.tables import OUTBOX_PREFIX, OUTBOX_SENT_PREFIX, read_prefix, write_table
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import OUTBOX_PREFIX, OUTBOX_SENT_PREFIX, read_prefix, write_table
 
 ITEM_SCHEMA: Final[dict[str, Any]] = {
     "interaction_id": pl.String,

@@ -18,18 +18,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import polars as pl
 
-from services.annotation.client import ArgillaUnavailableError, connect, is_unavailable
-from services.annotation.datasets import ensure_dataset
-from services.annotation.layout import QUESTION_LABEL, QUEUES, check_queues, dataset_name
-from services.annotation.outbox import mark_sent, pending_items
-from services.annotation.records import RecordPayload, build_records, masked_items
-from services.lake.store import ObjectStore
-from services.lake.tables import LABELS_KEY, read_table
+from flywheel_feedback.services.annotation.client import ArgillaUnavailableError, connect, is_unavailable
+from flywheel_feedback.services.annotation.datasets import ensure_dataset
+from flywheel_feedback.services.annotation.layout import QUESTION_LABEL, QUEUES, check_queues, dataset_name
+from flywheel_feedback.services.annotation.outbox import mark_sent, pending_items
+from flywheel_feedback.services.annotation.records import RecordPayload, build_records, masked_items
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table
 
 if TYPE_CHECKING:
     import argilla as rg
 
-    from services.settings import AnnotationSettings
+    from flywheel_feedback.services.settings import AnnotationSettings
 
 log = logging.getLogger(__name__)
 

@@ -18,14 +18,19 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from services.annotation.gold import GoldResponse, from_webhook_event, land
-from services.annotation.webhooks import ReplayGuard, WebhookRejectedError, decode_secret, verify_signature
-from services.lake.store import ObjectStore
+from flywheel_feedback.services.annotation.gold import GoldResponse, from_webhook_event, land
+from flywheel_feedback.services.annotation.webhooks import (
+    ReplayGuard,
+    WebhookRejectedError,
+    decode_secret,
+    verify_signature,
+)
+from flywheel_feedback.services.lake.store import ObjectStore
 
 if TYPE_CHECKING:
     import argilla as rg
 
-    from services.settings import AnnotationSettings
+    from flywheel_feedback.services.settings import AnnotationSettings
 
 log = logging.getLogger(__name__)
 
@@ -199,8 +204,8 @@ def serve(
     on_ready: Callable[[WebhookServer], None] | None = None,
 ) -> None:
     """Receive webhooks and reconcile every `reconcile_every_s` until `stop` is set (or Ctrl-C)."""
-    from services.annotation.client import connect
-    from services.annotation.reconcile import reconcile
+    from flywheel_feedback.services.annotation.client import connect
+    from flywheel_feedback.services.annotation.reconcile import reconcile
 
     hook = settings.webhook
     stop = stop or threading.Event()

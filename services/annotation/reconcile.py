@@ -14,16 +14,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from services.annotation.client import ArgillaUnavailableError, connect, is_unavailable
-from services.annotation.datasets import find_dataset
-from services.annotation.gold import GoldResponse, from_search_record, land, landed_versions
-from services.annotation.layout import check_queues, dataset_name
-from services.lake.store import ObjectStore
+from flywheel_feedback.services.annotation.client import ArgillaUnavailableError, connect, is_unavailable
+from flywheel_feedback.services.annotation.datasets import find_dataset
+from flywheel_feedback.services.annotation.gold import GoldResponse, from_search_record, land, landed_versions
+from flywheel_feedback.services.annotation.layout import check_queues, dataset_name
+from flywheel_feedback.services.lake.store import ObjectStore
 
 if TYPE_CHECKING:
     import argilla as rg
 
-    from services.settings import AnnotationSettings
+    from flywheel_feedback.services.settings import AnnotationSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any, Final
 
 import polars as pl
 
-from labeling.pii import mask_columns
-from services.annotation.layout import (
+from flywheel_feedback.labeling.pii import mask_columns
+from flywheel_feedback.services.annotation.layout import (
     CLASS_LABELS,
     FIELD_EDIT,
     FIELD_INPUT,

@@ -20,9 +20,9 @@ from confluent_kafka import TopicPartition as ConfluentTopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.confluent import KafkaBroker, KafkaMessage
 
-from services.capture.batcher import CaptureBatcher, FlushStats, Rejected, TopicPartition
-from services.lake.store import ObjectStore
-from services.settings import CaptureSettings
+from flywheel_feedback.services.capture.batcher import CaptureBatcher, FlushStats, Rejected, TopicPartition
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.settings import CaptureSettings
 
 log = logging.getLogger(__name__)
 

@@ -27,9 +27,9 @@ from itertools import groupby
 from operator import methodcaller
 from typing import Protocol
 
-from services.capture.validate import check_batch, json_lines
-from services.lake.events import json_lines_frame, write_events
-from services.lake.store import ObjectStore
+from flywheel_feedback.services.capture.validate import check_batch, json_lines
+from flywheel_feedback.services.lake.events import json_lines_frame, write_events
+from flywheel_feedback.services.lake.store import ObjectStore
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import polars as pl
 
-from services.capture.batcher import CaptureBatcher, Rejected, TopicPartition
-from services.lake.store import ObjectStore
+from flywheel_feedback.services.capture.batcher import CaptureBatcher, Rejected, TopicPartition
+from flywheel_feedback.services.lake.store import ObjectStore
 
 DEAD_LETTER_PREFIX = "dead-letter"
 

@@ -7,8 +7,8 @@ import signal
 import threading
 from types import FrameType
 
-from services.labeler.pipeline import label_pass
-from services.settings import LabelerSettings
+from flywheel_feedback.services.labeler.pipeline import label_pass
+from flywheel_feedback.services.settings import LabelerSettings
 
 log = logging.getLogger(__name__)
 

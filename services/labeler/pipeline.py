@@ -20,16 +20,16 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 
-from labeling.confident import consensus, find_issues, out_of_fold_probs
-from labeling.default_lfs import EXPLICIT_LF_NAMES, default_registry
-from labeling.diagnostics import lf_summary
-from labeling.features import EVENT_COLUMNS, interaction_features
-from labeling.label_model import LabelModel
-from labeling.lf import ABSTAIN, LFRegistry
-from labeling.routing import QUEUES, RoutingConfig, route
-from services.lake.events import RAW_EVENTS_PREFIX, read_events
-from services.lake.store import ObjectStore
-from services.lake.tables import (
+from flywheel_feedback.labeling.confident import consensus, find_issues, out_of_fold_probs
+from flywheel_feedback.labeling.default_lfs import EXPLICIT_LF_NAMES, default_registry
+from flywheel_feedback.labeling.diagnostics import lf_summary
+from flywheel_feedback.labeling.features import EVENT_COLUMNS, interaction_features
+from flywheel_feedback.labeling.label_model import LabelModel
+from flywheel_feedback.labeling.lf import ABSTAIN, LFRegistry
+from flywheel_feedback.labeling.routing import QUEUES, RoutingConfig, route
+from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import (
     GOLD_PREFIX,
     ISSUES_KEY,
     LABELER_STATE_KEY,

@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 from pydantic import AwareDatetime, TypeAdapter
 
-from services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.store import ObjectStore
 
 log = logging.getLogger(__name__)
 

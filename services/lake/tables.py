@@ -13,7 +13,7 @@ from typing import Any
 
 import polars as pl
 
-from services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.store import ObjectStore
 
 LABELS_KEY = "labels/interactions.parquet"
 ISSUES_KEY = "labels/issues.parquet"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import polars as pl
 
-from labeling.health import (
+from flywheel_feedback.labeling.health import (
     RATES,
     accuracy_against_truth,
     feedback_coverage,
@@ -22,8 +22,8 @@ from labeling.health import (
     signal_rates,
     version_alarms,
 )
-from services.lake.store import ObjectStore
-from services.lake.tables import (
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import (
     GOLD_PREFIX,
     LABELS_KEY,
     LF_SUMMARY_KEY,
@@ -32,7 +32,7 @@ from services.lake.tables import (
     read_prefix,
     read_table,
 )
-from services.report.charts import grouped_bars, hbar, table
+from flywheel_feedback.services.report.charts import grouped_bars, hbar, table
 
 SLICES_PREFIX = "slices"
 

@@ -23,12 +23,18 @@ import polars as pl
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.capture.app import CaptureService
-from services.labeler.pipeline import label_pass
-from services.lake.store import ObjectStore
-from services.serve.http import OpsServer
-from services.serve.metrics import FlywheelMetrics
-from services.settings import AnnotationSettings, CaptureSettings, KafkaSettings, LabelerSettings, SliceSettings
+from flywheel_feedback.services.capture.app import CaptureService
+from flywheel_feedback.services.labeler.pipeline import label_pass
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.serve.http import OpsServer
+from flywheel_feedback.services.serve.metrics import FlywheelMetrics
+from flywheel_feedback.services.settings import (
+    AnnotationSettings,
+    CaptureSettings,
+    KafkaSettings,
+    LabelerSettings,
+    SliceSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +134,15 @@ class FlywheelServer:
         return stages
 
     def _push(self) -> None:
-        from services.annotation.push import push
+        from flywheel_feedback.services.annotation.push import push
 
         result = push(self.store, self.settings.annotation)
         if result.error is not None:
             raise RuntimeError(f"push stopped, {result.pending} items left pending: {result.error}")
 
     def _queue_depth(self) -> None:
-        from services.annotation.gold import read_gold_responses
-        from services.annotation.outbox import pending_items
+        from flywheel_feedback.services.annotation.gold import read_gold_responses
+        from flywheel_feedback.services.annotation.outbox import pending_items
 
         pending = pending_items(self.store)
         depth = dict(pending.group_by("queue").agg(pl.len()).iter_rows()) if pending.height else {}
@@ -146,10 +152,10 @@ class FlywheelServer:
 
     def _renew(self) -> None:
         """Renew every defined slice that drifted or aged past its thresholds; publish and announce."""
-        from services.slices.announce import announce_pending, announcer_from
-        from services.slices.api import manifest_of
-        from services.slices.build import renew
-        from services.slices.definitions import load_definitions
+        from flywheel_feedback.services.slices.announce import announce_pending, announcer_from
+        from flywheel_feedback.services.slices.api import manifest_of
+        from flywheel_feedback.services.slices.build import renew
+        from flywheel_feedback.services.slices.definitions import load_definitions
 
         announcer = announcer_from(self.settings.slices)
         now = time.time()
@@ -170,7 +176,7 @@ class FlywheelServer:
 
     def _receive_webhooks(self, stop: threading.Event) -> None:
         """The webhook receiver and its reconcile loop; restarted if it fails (Argilla down at start)."""
-        from services.annotation.receiver import serve as serve_webhooks
+        from flywheel_feedback.services.annotation.receiver import serve as serve_webhooks
 
         while not stop.is_set():
             try:

@@ -10,7 +10,7 @@ from typing import Any
 
 import polars as pl
 
-from services.simulator.traffic import SimulationConfig, Truth, generate
+from flywheel_feedback.services.simulator.traffic import SimulationConfig, Truth, generate
 
 Progress = Callable[[int], None]
 

@@ -16,12 +16,19 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-from services.lake.store import ObjectStore
-from services.lake.tables import write_json
-from services.slices.versions import EXPORTS_PREFIX, MANIFEST, SLICES_PREFIX, list_roots, read_manifest, version_key
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import write_json
+from flywheel_feedback.services.slices.versions import (
+    EXPORTS_PREFIX,
+    MANIFEST,
+    SLICES_PREFIX,
+    list_roots,
+    read_manifest,
+    version_key,
+)
 
 if TYPE_CHECKING:
-    from services.settings import KafkaSettings, SliceSettings
+    from flywheel_feedback.services.settings import KafkaSettings, SliceSettings
 
 log = logging.getLogger(__name__)
 

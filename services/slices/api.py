@@ -1,6 +1,6 @@
 """What ML engineers call: load a slice or an export as a polars frame, pull one to disk, diff two versions.
 
-    from services.slices import load_slice
+    from flywheel_feedback.services.slices import load_slice
     frame = load_slice("support-reply")                  # latest version, from the lake at FLYWHEEL_LAKE_URL
     frame = load_slice("support-reply", version=3, lake="s3://bucket/lake")
 
@@ -17,11 +17,11 @@ from typing import Any
 
 import polars as pl
 
-from labeling.clusters import fit_topics
-from services.lake.store import ObjectStore, open_store
-from services.slices.definitions import DefinitionError
-from services.slices.traffic import NoTrafficError
-from services.slices.versions import (
+from flywheel_feedback.labeling.clusters import fit_topics
+from flywheel_feedback.services.lake.store import ObjectStore, open_store
+from flywheel_feedback.services.slices.definitions import DefinitionError
+from flywheel_feedback.services.slices.traffic import NoTrafficError
+from flywheel_feedback.services.slices.versions import (
     IntegrityError,
     VersionExistsError,
     VersionNotFoundError,
@@ -40,7 +40,7 @@ SLICE_ERRORS = (DefinitionError, NoTrafficError, VersionNotFoundError, Integrity
 
 def _store(lake: str | Path | ObjectStore | None, s3_options: Mapping[str, Any] | None) -> ObjectStore:
     if lake is None:
-        from services.settings import SliceSettings
+        from flywheel_feedback.services.settings import SliceSettings
 
         return SliceSettings().lake.open()
     if isinstance(lake, str | Path):

@@ -22,17 +22,33 @@ from typing import Any
 
 import polars as pl
 
-from labeling.clusters import TopicModel, fit_topics
-from labeling.drift import CLUSTER, DriftReport, measure_drift
-from labeling.records import mask_distinct, slice_records, with_reference
-from labeling.slicing import STRATUM, Proposal, allocate, eligible_expr, propose, renewal_queue, stratum_expr
-from services.lake.store import ObjectStore
-from services.slices.announce import Announcer, announce_pending
-from services.slices.definitions import SliceDefinition
-from services.slices.manifest import slice_manifest
-from services.slices.queue import new_items, renewal_key, write_items
-from services.slices.traffic import NoTrafficError, Traffic, read_traffic
-from services.slices.versions import DATA, latest_version, parquet_bytes, publish, read_frame, read_manifest, slice_root
+from flywheel_feedback.labeling.clusters import TopicModel, fit_topics
+from flywheel_feedback.labeling.drift import CLUSTER, DriftReport, measure_drift
+from flywheel_feedback.labeling.records import mask_distinct, slice_records, with_reference
+from flywheel_feedback.labeling.slicing import (
+    STRATUM,
+    Proposal,
+    allocate,
+    eligible_expr,
+    propose,
+    renewal_queue,
+    stratum_expr,
+)
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.slices.announce import Announcer, announce_pending
+from flywheel_feedback.services.slices.definitions import SliceDefinition
+from flywheel_feedback.services.slices.manifest import slice_manifest
+from flywheel_feedback.services.slices.queue import new_items, renewal_key, write_items
+from flywheel_feedback.services.slices.traffic import NoTrafficError, Traffic, read_traffic
+from flywheel_feedback.services.slices.versions import (
+    DATA,
+    latest_version,
+    parquet_bytes,
+    publish,
+    read_frame,
+    read_manifest,
+    slice_root,
+)
 
 log = logging.getLogger(__name__)
 

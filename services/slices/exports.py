@@ -20,14 +20,14 @@ from typing import Any
 
 import polars as pl
 
-from labeling.exports import Kind, classifier_records, jsonl_layout, preference_pairs, sft_records
-from labeling.records import mask_distinct, with_reference
-from services.lake.events import read_events
-from services.lake.store import ObjectStore
-from services.slices.announce import Announcer, announce_pending
-from services.slices.manifest import export_manifest
-from services.slices.traffic import read_traffic
-from services.slices.versions import (
+from flywheel_feedback.labeling.exports import Kind, classifier_records, jsonl_layout, preference_pairs, sft_records
+from flywheel_feedback.labeling.records import mask_distinct, with_reference
+from flywheel_feedback.services.lake.events import read_events
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.slices.announce import Announcer, announce_pending
+from flywheel_feedback.services.slices.manifest import export_manifest
+from flywheel_feedback.services.slices.traffic import read_traffic
+from flywheel_feedback.services.slices.versions import (
     DATA,
     SLICES_PREFIX,
     export_root,

@@ -12,11 +12,11 @@ from typing import Any
 
 import polars as pl
 
-from labeling.clusters import TopicModel
-from labeling.drift import DriftReport
-from labeling.slicing import HUMAN, STRATUM, Proposal
-from services.slices.definitions import SliceDefinition
-from services.slices.traffic import Traffic, describe_rows
+from flywheel_feedback.labeling.clusters import TopicModel
+from flywheel_feedback.labeling.drift import DriftReport
+from flywheel_feedback.labeling.slicing import HUMAN, STRATUM, Proposal
+from flywheel_feedback.services.slices.definitions import SliceDefinition
+from flywheel_feedback.services.slices.traffic import Traffic, describe_rows
 
 
 def counts(frame: pl.DataFrame, column: str) -> dict[str, int]:

@@ -11,8 +11,8 @@ from typing import Final
 
 import polars as pl
 
-from services.lake.store import ObjectStore
-from services.lake.tables import OUTBOX_PREFIX, read_table, write_table
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import OUTBOX_PREFIX, read_table, write_table
 
 QUEUE: Final = "renewal"
 OUTBOX_COLUMNS: Final[dict[str, pl.DataType]] = {

@@ -6,11 +6,11 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from labeling.drift import DriftReport
+from flywheel_feedback.labeling.drift import DriftReport
 
 if TYPE_CHECKING:
-    from services.slices.api import SliceDiff
-    from services.slices.build import RenewalResult
+    from flywheel_feedback.services.slices.api import SliceDiff
+    from flywheel_feedback.services.slices.build import RenewalResult
 
 
 def _age(seconds: float | None) -> str:

@@ -17,11 +17,11 @@ from typing import Any, Final
 
 import polars as pl
 
-from labeling.records import mask_distinct
-from services.annotation.gold import read_gold_responses
-from services.lake.events import RAW_EVENTS_PREFIX
-from services.lake.store import ObjectStore
-from services.lake.tables import LABELER_STATE_KEY, LABELS_KEY, LF_SUMMARY_KEY, read_json, read_table
+from flywheel_feedback.labeling.records import mask_distinct
+from flywheel_feedback.services.annotation.gold import read_gold_responses
+from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import LABELER_STATE_KEY, LABELS_KEY, LF_SUMMARY_KEY, read_json, read_table
 
 # labels-table column -> type it is read as (older tables may lack some: they come back null)
 LABEL_COLUMNS: Final[dict[str, pl.DataType]] = {

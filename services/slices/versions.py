@@ -22,7 +22,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.store import ObjectStore
 
 MANIFEST: Final = "manifest.json"
 DATA: Final = "data.parquet"

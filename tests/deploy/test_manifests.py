@@ -262,7 +262,7 @@ def settings_classes() -> list[type[Any]]:
     """The pydantic-settings classes of services/settings.py with a prefix of their own (FLYWHEEL_KAFKA_, ...)."""
     from pydantic_settings import BaseSettings
 
-    import services.settings as module
+    import flywheel_feedback.services.settings as module
 
     return [
         cls

@@ -8,9 +8,9 @@ import random
 import polars as pl
 import pytest
 
-from labeling.clusters import fit_topics
-from labeling.pii import mask_text
-from services.simulator.catalog import NEW_TOPIC, TASKS
+from flywheel_feedback.labeling.clusters import fit_topics
+from flywheel_feedback.labeling.pii import mask_text
+from flywheel_feedback.services.simulator.catalog import NEW_TOPIC, TASKS
 
 
 def prompts(n: int, *, seed: int = 0, with_new: bool = True) -> pl.DataFrame:

@@ -9,8 +9,8 @@ from numpy.typing import NDArray
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.linear_model import SGDClassifier
 
-from labeling import confident
-from labeling.confident import (
+from flywheel_feedback.labeling import confident
+from flywheel_feedback.labeling.confident import (
     _design,
     _distinct,
     _hash_ngrams,

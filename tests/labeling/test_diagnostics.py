@@ -4,7 +4,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from labeling.diagnostics import lf_summary
+from flywheel_feedback.labeling.diagnostics import lf_summary
 
 # Rows x functions a, b, c.
 L = np.array(

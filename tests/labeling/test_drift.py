@@ -8,7 +8,7 @@ from datetime import timedelta
 import polars as pl
 import pytest
 
-from labeling.drift import js_divergence, measure_drift, mix
+from flywheel_feedback.labeling.drift import js_divergence, measure_drift, mix
 
 
 def items(clusters: list[int], *, task: str = "t", version: str = "v1") -> pl.DataFrame:

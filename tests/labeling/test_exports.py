@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import polars as pl
 import pytest
 
-from labeling.exports import classifier_records, jsonl_layout, preference_pairs, sft_records
-from labeling.records import with_reference
+from flywheel_feedback.labeling.exports import classifier_records, jsonl_layout, preference_pairs, sft_records
+from flywheel_feedback.labeling.records import with_reference
 
 
 def labeled(rows: Sequence[dict[str, object]]) -> pl.DataFrame:

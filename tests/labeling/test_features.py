@@ -7,8 +7,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from labeling.features import BAD, GOOD, interaction_features
-from services.lake.events import events_frame
+from flywheel_feedback.labeling.features import BAD, GOOD, interaction_features
+from flywheel_feedback.services.lake.events import events_frame
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 

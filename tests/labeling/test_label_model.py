@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from labeling.label_model import LabelModel, _group_rows, majority_vote
+from flywheel_feedback.labeling.label_model import LabelModel, _group_rows, majority_vote
 
 ACCURACY = np.array([0.75, 0.8, 0.85, 0.9, 0.95, 0.8])
 COVERAGE = np.array([0.4, 0.5, 0.3, 0.4, 0.2, 0.6])

@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from labeling.lf import ABSTAIN, LabelingFunction, LFRegistry, labeling_function
+from flywheel_feedback.labeling.lf import ABSTAIN, LabelingFunction, LFRegistry, labeling_function
 
 FRAME = pl.DataFrame({"edit_ratio": [0.0, 0.5, 0.9, None], "retries": [0, 2, 0, 1]})
 
@@ -65,7 +65,7 @@ def test_duplicate_name_fails_and_names_the_duplicate() -> None:
 
 def test_a_raising_function_abstains_and_is_counted(caplog: pytest.LogCaptureFixture) -> None:
     registry = LFRegistry([heavy_edit, boom, missing_column, float_votes])
-    with caplog.at_level(logging.WARNING, logger="labeling.lf"):
+    with caplog.at_level(logging.WARNING, logger="flywheel_feedback.labeling.lf"):
         votes, _ = registry.apply(FRAME)
         registry.apply(FRAME)
     np.testing.assert_array_equal(votes[:, 0], [-1, -1, 0, -1])  # the healthy function still votes

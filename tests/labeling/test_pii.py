@@ -3,8 +3,8 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from labeling.pii import find_pii, mask_columns, mask_text
-from services.simulator.traffic import PII_SNIPPETS
+from flywheel_feedback.labeling.pii import find_pii, mask_columns, mask_text
+from flywheel_feedback.services.simulator.traffic import PII_SNIPPETS
 
 PLANTED = [
     ("write to jane.doe+test@example.co.uk today", "jane.doe+test@example.co.uk", "[EMAIL]"),

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import polars as pl
 import pytest
 
-from labeling.pii import find_pii
-from labeling.records import SLICE_SCHEMA, mask_distinct, slice_records, with_reference
+from flywheel_feedback.labeling.pii import find_pii
+from flywheel_feedback.labeling.records import SLICE_SCHEMA, mask_distinct, slice_records, with_reference
 
 
 def test_mask_distinct_masks_every_row_and_keeps_nulls() -> None:

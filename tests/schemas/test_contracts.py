@@ -4,17 +4,17 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from pydantic import ValidationError
-
-from schemas.events import (
+from flywheel_feedback.schemas.events import (
     EVENT_MODELS,
     Interaction,
     ModelInput,
     Rating,
     parse_event,
 )
-from schemas.generate import rendered
-from services.lake.events import EVENT_JSON_SCHEMA
+from flywheel_feedback.schemas.generate import rendered
+from pydantic import ValidationError
+
+from flywheel_feedback.services.lake.events import EVENT_JSON_SCHEMA
 
 TS = "2026-11-27T10:00:00Z"
 
@@ -39,7 +39,7 @@ def interaction_json(**changes: object) -> dict[str, object]:
 
 def test_committed_contract_files_match_the_models() -> None:
     stale = [str(path) for path, text in rendered().items() if not path.exists() or path.read_text() != text]
-    assert not stale, f"run `python -m schemas.generate` and commit: {stale}"
+    assert not stale, f"run `python -m flywheel_feedback.schemas.generate` and commit: {stale}"
 
 
 def test_every_type_has_a_schema_and_the_asyncapi_lists_it() -> None:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import polars as pl
 
-from services.capture.app import CaptureService
-from services.lake.events import RAW_EVENTS_PREFIX, read_events
-from services.lake.store import ObjectStore
-from services.settings import CaptureSettings, KafkaSettings, LakeSettings
+from flywheel_feedback.services.capture.app import CaptureService
+from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.settings import CaptureSettings, KafkaSettings, LakeSettings
 
 
 def event_bytes(i: int, *, run: str) -> tuple[str, bytes]:

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import polars as pl
 
-from services.annotation.gold import GoldResponse, land
-from services.capture.file_source import capture_file
-from services.labeler.pipeline import LabelerOptions, label_pass
-from services.lake.store import ObjectStore
-from services.simulator.output import simulate_to_file
-from services.simulator.traffic import SimulationConfig
+from flywheel_feedback.services.annotation.gold import GoldResponse, land
+from flywheel_feedback.services.capture.file_source import capture_file
+from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
+from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.simulator.output import simulate_to_file
+from flywheel_feedback.services.simulator.traffic import SimulationConfig
 
 PLANTED = (
     "Reach me at ann.smith{n}@corp-mail.example.org if unclear.",

@@ -26,21 +26,21 @@ from typing import Any
 import polars as pl
 import pytest
 
-from labeling.pii import find_pii
-from services.annotation.gold import read_gold_responses
-from services.annotation.layout import QUEUES
-from services.annotation.outbox import pending_items, read_items, read_sent
-from services.annotation.push import push
-from services.annotation.receiver import WebhookHandler, WebhookServer, register_webhook, serve
-from services.annotation.reconcile import reconcile
-from services.annotation.webhooks import decode_secret, sign
-from services.capture.file_source import capture_file
-from services.labeler.pipeline import label_pass
-from services.lake.store import LocalStore
-from services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_table, write_table
-from services.settings import AnnotationSettings, WebhookSettings
-from services.simulator.output import simulate_to_file
-from services.simulator.traffic import SimulationConfig
+from flywheel_feedback.labeling.pii import find_pii
+from flywheel_feedback.services.annotation.gold import read_gold_responses
+from flywheel_feedback.services.annotation.layout import QUEUES
+from flywheel_feedback.services.annotation.outbox import pending_items, read_items, read_sent
+from flywheel_feedback.services.annotation.push import push
+from flywheel_feedback.services.annotation.receiver import WebhookHandler, WebhookServer, register_webhook, serve
+from flywheel_feedback.services.annotation.reconcile import reconcile
+from flywheel_feedback.services.annotation.webhooks import decode_secret, sign
+from flywheel_feedback.services.capture.file_source import capture_file
+from flywheel_feedback.services.labeler.pipeline import label_pass
+from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_table, write_table
+from flywheel_feedback.services.settings import AnnotationSettings, WebhookSettings
+from flywheel_feedback.services.simulator.output import simulate_to_file
+from flywheel_feedback.services.simulator.traffic import SimulationConfig
 from tests.conftest import REPO, free_port, require
 
 pytestmark = pytest.mark.argilla
@@ -557,7 +557,7 @@ def test_a_push_to_an_unreachable_argilla_keeps_everything_pending(lake: LocalSt
 def test_the_cli_pushes_and_pulls_without_printing_secrets(stack: Stack, lake: LocalStore, prefix: str) -> None:
     from typer.testing import CliRunner
 
-    from services.cli import app
+    from flywheel_feedback.services.cli import app
 
     env = {"FLYWHEEL_ARGILLA_URL": stack.url, "FLYWHEEL_ARGILLA_API_KEY": stack.api_key,
            "FLYWHEEL_ARGILLA_DATASET_PREFIX": prefix, "FLYWHEEL_LAKE_URL": str(lake.root)}
@@ -583,9 +583,9 @@ def test_the_cli_pushes_and_pulls_without_printing_secrets(stack: Stack, lake: L
 
 def test_a_record_argilla_refuses_holds_back_only_itself(stack: Stack, prefix: str) -> None:
     """A 422 on a batch: the batch is sent record by record; the refused record stays pending."""
-    from services.annotation.datasets import ensure_dataset
-    from services.annotation.push import _send_batch
-    from services.annotation.records import RecordPayload
+    from flywheel_feedback.services.annotation.datasets import ensure_dataset
+    from flywheel_feedback.services.annotation.push import _send_batch
+    from flywheel_feedback.services.annotation.records import RecordPayload
 
     owner = _owner(stack)
     settings = settings_for(stack, prefix)
@@ -605,7 +605,7 @@ def test_a_record_argilla_refuses_holds_back_only_itself(stack: Stack, prefix: s
 def test_a_draft_is_recreated_and_someone_elses_dataset_is_left_alone(stack: Stack, prefix: str) -> None:
     import argilla as rg
 
-    from services.annotation.datasets import ensure_dataset, find_dataset
+    from flywheel_feedback.services.annotation.datasets import ensure_dataset, find_dataset
 
     owner = _owner(stack)
 

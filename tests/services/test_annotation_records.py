@@ -13,8 +13,8 @@ from typing import Any
 import polars as pl
 import pytest
 
-from labeling.pii import find_pii
-from services.annotation.gold import (
+from flywheel_feedback.labeling.pii import find_pii
+from flywheel_feedback.services.annotation.gold import (
     GoldResponse,
     from_search_record,
     from_webhook_event,
@@ -22,12 +22,12 @@ from services.annotation.gold import (
     landed_versions,
     read_gold_responses,
 )
-from services.annotation.layout import dataset_name, queue_of
-from services.annotation.outbox import mark_sent, pending_items, read_sent
-from services.annotation.records import EMPTY_TEXT, build_records, masked_items
-from services.labeler.pipeline import read_gold
-from services.lake.store import LocalStore
-from services.lake.tables import OUTBOX_PREFIX, write_table
+from flywheel_feedback.services.annotation.layout import dataset_name, queue_of
+from flywheel_feedback.services.annotation.outbox import mark_sent, pending_items, read_sent
+from flywheel_feedback.services.annotation.records import EMPTY_TEXT, build_records, masked_items
+from flywheel_feedback.services.labeler.pipeline import read_gold
+from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake.tables import OUTBOX_PREFIX, write_table
 
 # Planted in every free-text column; none of these may survive into a record.
 PLANTED = {

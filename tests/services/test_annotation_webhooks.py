@@ -16,16 +16,16 @@ from typing import Any
 
 import pytest
 
-from services.annotation.gold import read_gold_responses
-from services.annotation.receiver import WebhookHandler, WebhookServer
-from services.annotation.webhooks import (
+from flywheel_feedback.services.annotation.gold import read_gold_responses
+from flywheel_feedback.services.annotation.receiver import WebhookHandler, WebhookServer
+from flywheel_feedback.services.annotation.webhooks import (
     ReplayGuard,
     WebhookRejectedError,
     decode_secret,
     sign,
     verify_signature,
 )
-from services.lake.store import LocalStore
+from flywheel_feedback.services.lake.store import LocalStore
 
 SECRET = base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()  # Argilla's form: plain base64
 KEY = decode_secret(SECRET)

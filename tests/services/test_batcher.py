@@ -9,9 +9,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from services.capture.batcher import CaptureBatcher, Rejected, TopicPartition
-from services.lake.events import RAW_EVENTS_PREFIX, read_events
-from services.lake.store import LocalStore
+from flywheel_feedback.services.capture.batcher import CaptureBatcher, Rejected, TopicPartition
+from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
+from flywheel_feedback.services.lake.store import LocalStore
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import polars as pl
 import pytest
 from kafka import KafkaProducer
 
-from services.lake.events import RAW_EVENTS_PREFIX, read_events
-from services.lake.store import LocalStore
+from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
+from flywheel_feedback.services.lake.store import LocalStore
 
 from .kafka_helpers import event_bytes, lake_count
 
@@ -37,7 +37,8 @@ def start_capture(bootstrap: str, topic: str, lake: Path, log: Path) -> subproce
         "FLYWHEEL_LAKE_URL": str(lake),
     }
     out = log.open("ab")
-    return subprocess.Popen([sys.executable, "-m", "services.cli", "capture"], env=env, stdout=out, stderr=out)
+    command = [sys.executable, "-m", "flywheel_feedback.services.cli", "capture"]
+    return subprocess.Popen(command, env=env, stdout=out, stderr=out)
 
 
 def wait_for(condition: object, timeout_s: float, what: str) -> None:

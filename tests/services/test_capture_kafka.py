@@ -9,11 +9,11 @@ from typing import Any
 
 import polars as pl
 import pytest
+from flywheel_feedback.client import Emitter
 from kafka import KafkaConsumer, TopicPartition
 
-from services.emitter import Emitter
-from services.lake.events import RAW_EVENTS_PREFIX, read_events
-from services.lake.store import LocalStore, S3Store
+from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
+from flywheel_feedback.services.lake.store import LocalStore, S3Store
 
 from .kafka_helpers import capture_settings, capture_until, event_bytes, lake_count
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.demo import landed_frame, run_demo
+from flywheel_feedback.services.demo import landed_frame, run_demo
 
 
 def test_demo_captures_simulated_traffic_and_reports_rejects(tmp_path: Path) -> None:

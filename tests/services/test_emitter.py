@@ -1,8 +1,7 @@
 from __future__ import annotations
 
 import pytest
-
-from services.emitter import Emitter, EmitterError
+from flywheel_feedback.client import Emitter, EmitterError
 
 
 def test_the_emitter_says_clearly_when_the_broker_is_unreachable() -> None:

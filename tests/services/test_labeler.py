@@ -9,14 +9,14 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
+from flywheel_feedback.client import Emitter
 
-from services.capture.file_source import capture_file
-from services.emitter import Emitter
-from services.labeler.pipeline import LabelerOptions, label_pass
-from services.lake.store import LocalStore, ObjectStore, S3Store
-from services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_prefix, read_table
-from services.simulator.output import simulate_to_file
-from services.simulator.traffic import SimulationConfig, generate
+from flywheel_feedback.services.capture.file_source import capture_file
+from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
+from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store
+from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_prefix, read_table
+from flywheel_feedback.services.simulator.output import simulate_to_file
+from flywheel_feedback.services.simulator.traffic import SimulationConfig, generate
 
 from .kafka_helpers import capture_settings, capture_until, lake_count
 
@@ -101,8 +101,8 @@ def test_the_label_model_beats_majority_vote_and_cleanlab_finds_real_mistakes(tm
     assert labels is not None
     scored = labels.join(pl.read_parquet(truth_path).select("interaction_id", "good"), on="interaction_id")
     truth = scored.get_column("good").cast(pl.Int64)
-    from labeling.default_lfs import default_registry
-    from labeling.label_model import majority_vote
+    from flywheel_feedback.labeling.default_lfs import default_registry
+    from flywheel_feedback.labeling.label_model import majority_vote
 
     L, _ = default_registry().apply(scored)
     mv = pl.Series(majority_vote(L, cardinality=2))

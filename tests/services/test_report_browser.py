@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.demo import run_demo
+from flywheel_feedback.services.demo import run_demo
 
 CHROMIUM_FLAGS = [
     "--headless",

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flywheel_feedback.client import Emitter
 from kafka import KafkaConsumer
 
-from services.annotation.layout import QUEUES
-from services.emitter import Emitter
-from services.simulator.traffic import SimulationConfig, generate
+from flywheel_feedback.services.annotation.layout import QUEUES
+from flywheel_feedback.services.simulator.traffic import SimulationConfig, generate
 from tests.conftest import REPO, free_port, require
 
 pytestmark = [pytest.mark.kafka, pytest.mark.s3, pytest.mark.argilla, pytest.mark.slow]
@@ -115,7 +115,7 @@ def test_serve_captures_labels_pushes_renews_and_its_metrics_move(
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", "serve"], env=env, cwd=REPO, stdout=out, stderr=out
+            [sys.executable, "-m", "flywheel_feedback.services.cli", "serve"], env=env, cwd=REPO, stdout=out, stderr=out
         )
     owner = rg.Argilla(api_url=argilla_url, api_key=api_key)
     try:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import polars as pl
 
-from services.capture.validate import check_message
-from services.simulator.output import simulate_to_file
-from services.simulator.traffic import SimulationConfig, Truth, generate
+from flywheel_feedback.services.capture.validate import check_message
+from flywheel_feedback.services.simulator.output import simulate_to_file
+from flywheel_feedback.services.simulator.traffic import SimulationConfig, Truth, generate
 
 
 def run(n: int = 6000, **options: object) -> tuple[list[dict[str, object]], dict[str, Truth]]:

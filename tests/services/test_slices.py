@@ -13,16 +13,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from labeling.pii import find_pii
-from services.lake.store import LocalStore
-from services.lake.tables import LABELS_KEY, read_table
-from services.slices import load_export, load_slice
-from services.slices.api import diff
-from services.slices.build import RenewalResult, check_drift, renew
-from services.slices.definitions import SliceDefinition, find_definition
-from services.slices.exports import export
-from services.slices.queue import read_renewal_queue, renewal_key
-from services.slices.versions import (
+from flywheel_feedback.labeling.pii import find_pii
+from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table
+from flywheel_feedback.services.slices import load_export, load_slice
+from flywheel_feedback.services.slices.api import diff
+from flywheel_feedback.services.slices.build import RenewalResult, check_drift, renew
+from flywheel_feedback.services.slices.definitions import SliceDefinition, find_definition
+from flywheel_feedback.services.slices.exports import export
+from flywheel_feedback.services.slices.queue import read_renewal_queue, renewal_key
+from flywheel_feedback.services.slices.versions import (
     IntegrityError,
     VersionExistsError,
     publish,

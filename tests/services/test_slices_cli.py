@@ -9,9 +9,14 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from services.cli import app
-from services.lake.store import LocalStore
-from services.slices.definitions import DefinitionError, find_definition, load_definition, load_definitions
+from flywheel_feedback.services.cli import app
+from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.slices.definitions import (
+    DefinitionError,
+    find_definition,
+    load_definition,
+    load_definitions,
+)
 
 from .slices_helpers import capture_and_label, simulate_drift, write_definition
 

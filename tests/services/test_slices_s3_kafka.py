@@ -13,16 +13,16 @@ import polars as pl
 import pytest
 from kafka import KafkaConsumer
 
-from services.lake.store import LocalStore, open_store
-from services.settings import KafkaSettings
-from services.slices import load_export, load_slice
-from services.slices.announce import KafkaAnnouncer, announce_pending, unannounced
-from services.slices.api import pull
-from services.slices.build import renew
-from services.slices.definitions import SliceDefinition, find_definition
-from services.slices.exports import export
-from services.slices.queue import read_renewal_queue
-from services.slices.versions import (
+from flywheel_feedback.services.lake.store import LocalStore, open_store
+from flywheel_feedback.services.settings import KafkaSettings
+from flywheel_feedback.services.slices import load_export, load_slice
+from flywheel_feedback.services.slices.announce import KafkaAnnouncer, announce_pending, unannounced
+from flywheel_feedback.services.slices.api import pull
+from flywheel_feedback.services.slices.build import renew
+from flywheel_feedback.services.slices.definitions import SliceDefinition, find_definition
+from flywheel_feedback.services.slices.exports import export
+from flywheel_feedback.services.slices.queue import read_renewal_queue
+from flywheel_feedback.services.slices.versions import (
     IntegrityError,
     VersionExistsError,
     publish,

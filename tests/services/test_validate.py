@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from services.capture.validate import Invalid, check_batch, check_message, json_lines
+from flywheel_feedback.services.capture.validate import Invalid, check_batch, check_message, json_lines
 
 GOOD = {"event_id": "e", "type": "copy", "ts": "2026-11-27T10:00:00+01:00", "interaction_id": "i"}
 

@@ -1,4 +1,4 @@
-"""The emitter product apps use to send events. Needs only pydantic, kafka-python and schemas/.
+"""The Kafka emitter product apps use to send events. Needs only pydantic and kafka-python.
 
     emitter = Emitter("broker:9092")
     emitter.emit(Interaction(event_id=new_event_id(), ts=now(), interaction_id=..., ...))
@@ -14,16 +14,13 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
+from flywheel_feedback.schemas.events import EventBase
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
-
-from schemas.events import EventBase
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +29,6 @@ DEFAULT_TOPIC = "flywheel.events"
 
 class EmitterError(RuntimeError):
     """Events could not be delivered; the message says which broker and why."""
-
-
-def new_event_id() -> str:
-    return str(uuid.uuid4())
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Emitter:
