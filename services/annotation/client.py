@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from flywheel_feedback.services.errors import FlywheelError
+
 if TYPE_CHECKING:
     import argilla as rg
 
@@ -16,7 +18,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class ArgillaUnavailableError(RuntimeError):
+class ArgillaUnavailableError(FlywheelError, RuntimeError):
     """Argilla did not answer (connection refused or cut, timeout, 5xx): what was not confirmed stays pending."""
 
 

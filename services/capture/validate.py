@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from itertools import islice
 from operator import length_hint
 
-from flywheel_feedback.schemas.events import EVENT_ADAPTER, EVENT_TYPES
 from pydantic import ValidationError
+
+from flywheel_feedback.schemas.events import EVENT_ADAPTER, EVENT_TYPES
 
 # The core validator itself: TypeAdapter's Python wrapper costs about a microsecond per event.
 _validate_json = EVENT_ADAPTER.validator.validate_json

@@ -20,7 +20,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flywheel_feedback.schemas.events import utc_iso
-
 from flywheel_feedback.services.simulator.catalog import GENERIC_BAD, LOCALES, NEW_TOPIC, SEGMENTS, TASKS, Task, Topic
 
 # model per app, and its versions before / after the drift point, with the chance of a good output

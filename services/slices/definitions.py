@@ -26,6 +26,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSerializer, ValidationError, model_validator
 
+from flywheel_feedback.services.errors import FlywheelError
+
 Stratum = Literal["task", "segment", "model_version", "topic_cluster"]
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -91,7 +93,7 @@ class SliceDefinition(BaseModel):
         return hashlib.sha256(body.encode()).hexdigest()[:16]
 
 
-class DefinitionError(ValueError):
+class DefinitionError(FlywheelError, ValueError):
     """A definition file that cannot be used, with its path in the message."""
 
 

@@ -19,6 +19,7 @@ import polars as pl
 
 from flywheel_feedback.labeling.records import mask_distinct
 from flywheel_feedback.services.annotation.gold import read_gold_responses
+from flywheel_feedback.services.errors import FlywheelError
 from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.lake.tables import LABELER_STATE_KEY, LABELS_KEY, LF_SUMMARY_KEY, read_json, read_table
@@ -55,7 +56,7 @@ LABEL_COLUMNS: Final[dict[str, pl.DataType]] = {
 _RAW_FILE = re.compile(r"/(?P<topic>[^/+]+)\+(?P<partition>\d+)\+(?P<first>\d+)\+(?P<last>\d+)\.parquet$")
 
 
-class NoTrafficError(LookupError):
+class NoTrafficError(FlywheelError, LookupError):
     """The lake has no labeled interactions (for this filter)."""
 
 

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from flywheel_feedback.services.errors import FlywheelError
 from flywheel_feedback.services.lake.store import ObjectStore
 
 MANIFEST: Final = "manifest.json"
@@ -32,15 +33,15 @@ EXPORTS_PREFIX: Final = "exports"
 _VERSION_KEY = re.compile(r"^(?P<root>.+)/v(?P<version>[1-9][0-9]*)/manifest\.json$")
 
 
-class VersionExistsError(RuntimeError):
+class VersionExistsError(FlywheelError, RuntimeError):
     """Publishing over a published version."""
 
 
-class IntegrityError(RuntimeError):
+class IntegrityError(FlywheelError, RuntimeError):
     """A version's file does not match its manifest."""
 
 
-class VersionNotFoundError(LookupError):
+class VersionNotFoundError(FlywheelError, LookupError):
     """No such version (the message lists the ones there are)."""
 
 

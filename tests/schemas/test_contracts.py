@@ -4,6 +4,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
+
 from flywheel_feedback.schemas.events import (
     EVENT_MODELS,
     Interaction,
@@ -12,8 +14,6 @@ from flywheel_feedback.schemas.events import (
     parse_event,
 )
 from flywheel_feedback.schemas.generate import rendered
-from pydantic import ValidationError
-
 from flywheel_feedback.services.lake.events import EVENT_JSON_SCHEMA
 
 TS = "2026-11-27T10:00:00Z"

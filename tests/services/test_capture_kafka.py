@@ -9,9 +9,9 @@ from typing import Any
 
 import polars as pl
 import pytest
-from flywheel_feedback.client import Emitter
 from kafka import KafkaConsumer, TopicPartition
 
+from flywheel_feedback.client import Emitter
 from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
 from flywheel_feedback.services.lake.store import LocalStore, S3Store
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from flywheel_feedback.client import Emitter, EmitterError
 
 

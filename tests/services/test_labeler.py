@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 import pytest
-from flywheel_feedback.client import Emitter
 
+from flywheel_feedback.client import Emitter
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flywheel_feedback.client import Emitter
 from kafka import KafkaConsumer
 
+from flywheel_feedback.client import Emitter
 from flywheel_feedback.services.annotation.layout import QUEUES
 from flywheel_feedback.services.simulator.traffic import SimulationConfig, generate
 from tests.conftest import REPO, free_port, require

@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from flywheel_feedback.schemas.events import EventBase
 from kafka import KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError
+
+from flywheel_feedback.schemas.events import EventBase
 
 log = logging.getLogger(__name__)
 

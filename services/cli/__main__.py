@@ -1,0 +1,3 @@
+from flywheel_feedback.services.cli import main
+
+main()
