@@ -5,7 +5,7 @@
 Fills a fresh 3-partition topic with ~700-byte events, then runs, each in its own child process
 and in turns (aiokafka, capture, aiokafka, capture, ...) so that both see the same machine:
 a bare aiokafka consumer that reads the topic (getmany, no processing), and the capture
-service (FastStream, validation, Parquet to a local lake, offsets committed) in a fresh group.
+service (FastStream, validation, a Delta commit per flush to a local lake, offsets committed) in a fresh group.
 Both children measure the same way: from the moment the first records are in hand to the
 moment the last event is done (received for aiokafka; durable and committed for capture),
 and both report the CPU seconds their process used in that window, which depend far less

@@ -40,9 +40,8 @@ import polars as pl
 from flywheel_feedback.services.annotation.gold import GoldResponse, land
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
-from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, open_store
-from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table, write_table
+from flywheel_feedback.services.lake.tables import LABELS_KEY, RAW_EVENTS, read_table, write_table
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig
 from flywheel_feedback.services.slices import load_slice
@@ -112,7 +111,7 @@ def tiled_lake(base: LocalStore, workdir: Path, *, eligible_rows: int) -> tuple[
     tiled = pl.concat(tiles)
     store = LocalStore(workdir / f"lake-{uuid.uuid4().hex[:8]}")
     write_table(store, LABELS_KEY, tiled)
-    for key in base.list(RAW_EVENTS_PREFIX):  # for the event ranges a manifest records
+    for key in base.list(RAW_EVENTS.name):  # the raw table, for the event ranges a manifest records
         store.put(key, base.get(key))
     return store, tiled.height
 

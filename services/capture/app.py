@@ -70,6 +70,7 @@ class CaptureService:
         self._consumer: Consumer | None = None
         self.batcher = CaptureBatcher(
             store,
+            writer=f"capture/{settings.group_id}",
             commit=self._commit,
             dead_letter=self._dead_letter,
             batch_size=settings.batch_size,

@@ -1,7 +1,8 @@
 """Buffers validated events per partition and makes them durable in order.
 
-A flush turns each partition's buffer into Parquet files named by their Kafka range, then
-commits exactly the offsets it wrote, from a single writer thread: while batches are being
+A flush turns the partitions' buffers into one Delta commit of the raw table that also records each
+partition's last offset (so a replay is skipped, not rewritten), then commits exactly those offsets to
+Kafka (for lag monitoring and the next start), from a single writer thread: while batches are being
 written, the consumer validates the next ones (the write is polars and I/O, which release
 the GIL). Memory is bounded by the batch size, not by the stream: a partition's buffer is
 flushed at `batch_size` events, all buffers together hold at most `buffered_batches` batch
@@ -28,7 +29,7 @@ from operator import methodcaller
 from typing import Protocol
 
 from flywheel_feedback.services.capture.validate import check_batch, json_lines
-from flywheel_feedback.services.lake.events import json_lines_frame, write_events
+from flywheel_feedback.services.lake.events import PartitionRows, json_lines_frame, write_events
 from flywheel_feedback.services.lake.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class CaptureBatcher:
         self,
         store: ObjectStore,
         *,
+        writer: str,
         commit: CommitOffsets,
         dead_letter: DeadLetter,
         batch_size: int,
@@ -103,6 +105,7 @@ class CaptureBatcher:
         on_flush: Callable[[FlushStats], None] | None = None,
     ) -> None:
         self._store = store
+        self._writer_id = writer
         self._commit = commit
         self._dead_letter = dead_letter
         self._batch_size = batch_size
@@ -215,51 +218,35 @@ class CaptureBatcher:
 
     def _write_and_commit(self, batch: list[tuple[TopicPartition, _Buffer]]) -> None:
         started = time.perf_counter()
-        files = 0
+        runs = []
         for (topic, partition), buf in batch:
-            files += self._write_with_retry(topic, partition, buf)
+            frame = json_lines_frame(buf.chunks, topic=topic, partition=partition, offsets=buf.offsets)
+            buf.chunks = []  # the frame's `raw` column holds them now, without a copy
+            runs.append(PartitionRows(topic, partition, frame, buf.last_offset))
+        self._write_with_retry(runs)
         self._commit_with_retry({tp: buf.last_offset + 1 for tp, buf in batch})
         events = sum(b.events for _, b in batch)
         self.accepted += events
         if self._on_flush is not None:
-            self._on_flush(FlushStats(events=events, files=files, seconds=time.perf_counter() - started))
+            self._on_flush(FlushStats(events=events, files=len(runs), seconds=time.perf_counter() - started))
 
-    def _write_with_retry(self, topic: str, partition: int, buf: _Buffer) -> int:
-        frame = json_lines_frame(buf.chunks, topic=topic, partition=partition, offsets=buf.offsets)
-        buf.chunks = []  # the frame's `raw` column holds them now, without a copy
+    def _write_with_retry(self, runs: list[PartitionRows]) -> None:
         attempt = 0
         while True:
             try:
-                keys = write_events(
-                    self._store,
-                    frame,
-                    topic=topic,
-                    partition=partition,
-                    first_offset=buf.first_offset,
-                    last_offset=buf.last_offset,
-                    compression_level=self._compression_level,
-                )
-                return len(keys)
-            except Exception as e:
+                write_events(self._store, runs, writer=self._writer_id, compression_level=self._compression_level)
+                return
+            except Exception as e:  # a retry re-reads the table's offsets: a commit that did land is not repeated
                 attempt += 1
-                log.warning(
-                    "writing %s[%d] offsets %d..%d to %s failed (attempt %d), retrying: %s",
-                    topic,
-                    partition,
-                    buf.first_offset,
-                    buf.last_offset,
-                    self._store.url,
-                    attempt,
-                    e,
-                )
+                ranges = ", ".join(f"{r.topic}[{r.partition}]..{r.last_offset}" for r in runs)
+                log.warning("writing %s to %s failed (attempt %d), retrying: %s", ranges, self._store.url, attempt, e)
                 time.sleep(min(self._retry_delay_s * attempt, 30.0))
 
     def _commit_with_retry(self, offsets: dict[TopicPartition, int]) -> None:
         try:
             self._commit(offsets)
         except Exception as e:
-            # The files are written under names fixed by their range, so a replay after a
-            # failed commit rewrites them; readers deduplicate by event_id.
+            # The lake holds the offsets too: a replay after a failed commit is skipped on write.
             log.warning("committing offsets %s failed (the batch will be replayed): %s", offsets, e)
 
 

@@ -7,6 +7,7 @@ are line numbers, and rejected lines go to the lake's dead-letter folder with th
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,15 @@ class FileCaptureResult:
     reasons: list[str]
 
 
+def _content_id(path: Path) -> str:
+    """Names a file by its content, so capturing it twice is recognised (its lines are the offsets)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
 def capture_file(
     path: Path,
     store: ObjectStore,
@@ -74,11 +84,12 @@ def capture_file(
         reasons.extend(i.reason for i in items)
 
     def commit(offsets: dict[TopicPartition, int]) -> None:
-        pass  # a file has no consumer group; a rerun rewrites the same files
+        pass  # a file has no consumer group: the lake records how far into the file it got
 
     async def run() -> int:
         batcher = CaptureBatcher(
             store,
+            writer=f"ingest/{_content_id(path)}",  # the same file again adds nothing; another file is new
             commit=commit,
             dead_letter=dead_letter,
             batch_size=batch_size,

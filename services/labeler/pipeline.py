@@ -27,7 +27,8 @@ from flywheel_feedback.labeling.features import EVENT_COLUMNS, interaction_featu
 from flywheel_feedback.labeling.label_model import LabelModel
 from flywheel_feedback.labeling.lf import ABSTAIN, LFRegistry
 from flywheel_feedback.labeling.routing import QUEUES, RoutingConfig, route
-from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
+from flywheel_feedback.services.lake.delta import table_version
+from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.lake.tables import (
     GOLD_PREFIX,
@@ -36,6 +37,7 @@ from flywheel_feedback.services.lake.tables import (
     LABELS_KEY,
     LF_SUMMARY_KEY,
     OUTBOX_PREFIX,
+    RAW_EVENTS,
     read_json,
     read_prefix,
     write_json,
@@ -91,8 +93,8 @@ class PassResult:
 
 
 def lake_snapshot(store: ObjectStore) -> str:
-    """Names the lake's content: raw batch files are named by their Kafka range, gold files by their batch."""
-    keys = store.list(RAW_EVENTS_PREFIX) + store.list(GOLD_PREFIX)
+    """Names the lake's content: the raw table's Delta version, and the gold files (named by their batch)."""
+    keys = [f"{RAW_EVENTS.name}@{table_version(store, RAW_EVENTS)}", *store.list(GOLD_PREFIX)]
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 

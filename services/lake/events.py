@@ -1,10 +1,12 @@
-"""The raw event table of the lake: validated events as Parquet, one file per captured batch.
+"""The raw event table of the lake (Delta, declared as RAW_EVENTS in tables.py): validated events, one commit
+per captured flush.
 
-Layout: raw/events/date=YYYY-MM-DD/<topic>+<partition>+<first offset>+<last offset>.parquet,
-the date being the event's own `ts` date. The name is fixed by the Kafka range, so replaying a
-batch rewrites the same file. Columns are the union of all event fields (nullable), the Kafka
-position, and `raw`, the event's original JSON, which keeps metadata and unknown extra fields.
-Readers deduplicate by event_id.
+Each commit also records, per Kafka topic and partition, the last offset it holds (a Delta application
+transaction, app id `<writer>/<topic>/<partition>`). A writer drops what the table already holds before it
+commits, so a replay after a crash or a failed offset commit adds nothing: the table holds each Kafka record
+once. Columns are the union of all event fields (nullable), the Kafka position, the event date (the partition
+column) and `raw`, the event's original JSON, which keeps metadata and unknown extra fields. Readers still
+deduplicate by event_id, for what producers sent twice.
 """
 
 from __future__ import annotations
@@ -13,68 +15,21 @@ import io
 import json
 import logging
 from collections.abc import Sequence
-from datetime import date
+from dataclasses import dataclass
 from typing import IO
 
 import numpy as np
 import polars as pl
 from pydantic import AwareDatetime, TypeAdapter
 
+from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import EVENT_JSON_SCHEMA, EVENTS_SCHEMA, RAW_EVENTS
 
 log = logging.getLogger(__name__)
 
-RAW_EVENTS_PREFIX = "raw/events"
-
-_MODEL = pl.Struct({"id": pl.String, "version": pl.String, "provider": pl.String})
-_MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
-_INPUT = pl.Struct({"prompt": pl.String, "messages": pl.List(_MESSAGE)})
-
-# What polars reads from each event's JSON. Types were already checked by the pydantic
-# contract before a line gets here, so this only shapes columns.
-EVENT_JSON_SCHEMA: dict[str, pl.DataType] = {
-    "event_id": pl.String(),
-    "type": pl.String(),
-    "schema_version": pl.Int64(),
-    "ts": pl.String(),
-    "interaction_id": pl.String(),
-    "session_id": pl.String(),
-    "user_id": pl.String(),
-    "app": pl.String(),
-    "task": pl.String(),
-    "model": _MODEL,
-    "input": _INPUT,
-    "output": pl.String(),
-    "latency_ms": pl.Int64(),
-    # polars keeps an object read into a String column as its JSON text: small and cheap to query
-    "metadata": pl.String(),
-    "thumbs": pl.String(),
-    "score": pl.Int64(),
-    "comment": pl.String(),
-    "text": pl.String(),
-    "new_interaction_id": pl.String(),
-    "chars": pl.Int64(),
-    "reason": pl.String(),
-    "prompt": pl.String(),
-    "next_interaction_id": pl.String(),
-    "dwell_ms": pl.Int64(),
-}
-
-POSITION_SCHEMA: dict[str, pl.DataType] = {
-    "ts": pl.Datetime("us", "UTC"),
-    "kafka_topic": pl.String(),
-    "kafka_partition": pl.Int32(),
-    "kafka_offset": pl.Int64(),
-    "raw": pl.String(),
-}
-
-EVENTS_SCHEMA = pl.Schema({**EVENT_JSON_SCHEMA, **POSITION_SCHEMA})
 _TS = pl.Datetime("us", "UTC")
 TS_ADAPTER: TypeAdapter[AwareDatetime] = TypeAdapter(AwareDatetime)
-
-
-def batch_file_key(topic: str, partition: int, first: int, last: int, day: date) -> str:
-    return f"{RAW_EVENTS_PREFIX}/date={day.isoformat()}/{topic}+{partition}+{first:020d}+{last:020d}.parquet"
 
 
 def events_frame(lines: Sequence[bytes], *, topic: str, partition: int, offsets: Sequence[int]) -> pl.DataFrame:
@@ -170,33 +125,53 @@ def _parse_line(line: bytes) -> pl.DataFrame:
         return pl.DataFrame([ids], schema=EVENT_JSON_SCHEMA)
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionRows:
+    """One Kafka partition's rows in a flush, and the last offset they cover (invalid records included)."""
+
+    topic: str
+    partition: int
+    frame: pl.DataFrame
+    last_offset: int
+
+
+def writer_app_id(writer: str, topic: str, partition: int) -> str:
+    """The application-transaction id under which `writer` (e.g. a consumer group) records a partition's offset."""
+    return f"{writer}/{topic}/{partition}"
+
+
+def committed_offsets(
+    store: ObjectStore, writer: str, partitions: Sequence[tuple[str, int]]
+) -> dict[tuple[str, int], int]:
+    """The last offset of each partition that the raw table holds from `writer` (absent: none yet)."""
+    ids = {writer_app_id(writer, t, p): (t, p) for t, p in partitions}
+    return {ids[app_id]: v for app_id, v in delta.transaction_versions(store, RAW_EVENTS, list(ids)).items()}
+
+
 def write_events(
-    store: ObjectStore,
-    frame: pl.DataFrame,
-    *,
-    topic: str,
-    partition: int,
-    first_offset: int,
-    last_offset: int,
-    compression_level: int = 1,
-) -> list[str]:
-    """Write one captured batch, split by event date. Returns the keys written."""
-    keys: list[str] = []
-    if frame.is_empty():
-        return keys
-    days = frame.get_column("ts").dt.date()
-    if days.n_unique() == 1:  # the usual case: no need to split (and copy) the frame
-        parts = [(days[0], frame)]
-    else:
-        by_day = frame.with_columns(days.alias("_day")).group_by("_day", maintain_order=True)
-        parts = [(day, part.drop("_day")) for (day,), part in by_day]
-    for day, part in parts:
-        key = batch_file_key(topic, partition, first_offset, last_offset, day)
-        buf = io.BytesIO()
-        part.write_parquet(buf, compression="zstd", compression_level=compression_level)
-        store.put(key, buf.getvalue())
-        keys.append(key)
-    return keys
+    store: ObjectStore, runs: Sequence[PartitionRows], *, writer: str, compression_level: int = 1
+) -> int:
+    """Append a flush to the raw table in one commit, with each partition's last offset; returns the rows added.
+
+    Rows at or below the offset the table already records for their partition are dropped first."""
+    durable = committed_offsets(store, writer, [(r.topic, r.partition) for r in runs])
+    parts: list[pl.DataFrame] = []
+    transactions: dict[str, int] = {}
+    for run in runs:
+        done = durable.get((run.topic, run.partition), -1)
+        if run.last_offset <= done:
+            continue  # all of it is in the table already
+        frame = run.frame
+        if frame.height and frame.item(0, "kafka_offset") <= done:
+            frame = frame.filter(pl.col("kafka_offset") > done)
+        parts.append(frame)
+        transactions[writer_app_id(writer, run.topic, run.partition)] = run.last_offset
+    if not transactions:
+        return 0
+    rows = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+    rows = rows.with_columns(pl.col("ts").dt.date().alias("date"))
+    delta.append(store, RAW_EVENTS, rows, transactions=transactions, compression_level=compression_level)
+    return rows.height
 
 
 def read_events(
@@ -205,24 +180,14 @@ def read_events(
     """All captured events as one frame, each event_id once (its first capture wins).
 
     `columns` narrows what is read (the Kafka position is always read, to order duplicates)."""
-    keys = [k for k in store.list(RAW_EVENTS_PREFIX) if k.endswith(".parquet")]
-    if not keys:
-        return pl.DataFrame(schema=EVENTS_SCHEMA)
-    local = [store.local_path(k) for k in keys]
-    sources: list[pl.LazyFrame]
-    if all(p is not None for p in local):
-        # files written before a column was added get it as nulls
-        sources = [pl.scan_parquet([str(p) for p in local], schema=EVENTS_SCHEMA, missing_columns="insert")]
-    else:
-        sources = [pl.read_parquet(io.BytesIO(store.get(k))).lazy() for k in keys]
-    frame = pl.concat(sources, how="vertical")
-    if columns is not None:
-        position = ("kafka_topic", "kafka_partition", "kafka_offset")
-        frame = frame.select(list(dict.fromkeys([*columns, "event_id", *position])))
+    frame = delta.scan(store, RAW_EVENTS)
+    position = ("kafka_topic", "kafka_partition", "kafka_offset")
+    wanted = EVENTS_SCHEMA.names() if columns is None else [*columns, "event_id", *position]
+    frame = frame.select(list(dict.fromkeys(wanted)))
     if types is not None:
         frame = frame.filter(pl.col("type").is_in(list(types)))
     return (
-        frame.sort("kafka_topic", "kafka_partition", "kafka_offset")
+        frame.sort(*position)
         .unique(subset="event_id", keep="first", maintain_order=True)
         .collect()
     )

@@ -31,6 +31,8 @@ class ObjectStore(Protocol):
     def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> list[str]: ...
     def local_path(self, key: str) -> Path | None: ...
+    def table_uri(self, name: str) -> str: ...
+    def storage_options(self) -> dict[str, str] | None: ...
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,13 @@ class LocalStore:
     def local_path(self, key: str) -> Path | None:
         return self._path(key)
 
+    def table_uri(self, name: str) -> str:
+        """Where a Delta table lives (a folder is a table)."""
+        return str(self._path(name))
+
+    def storage_options(self) -> dict[str, str] | None:
+        return None
+
 
 class S3Store:
     """An S3 prefix, reached with boto3's standard credential chain (or explicit options)."""
@@ -94,6 +103,7 @@ class S3Store:
         self._url = url
         self.bucket = parsed.netloc
         self.prefix = parsed.path.strip("/")
+        self._options = client_options
         if client is None:
             import boto3
 
@@ -137,6 +147,35 @@ class S3Store:
 
     def local_path(self, key: str) -> Path | None:
         return None
+
+    def table_uri(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self._key(name)}"
+
+    def storage_options(self) -> dict[str, str]:
+        """The same server and credentials for delta-rs (it does not use boto3): boto3's chain resolves them,
+        so explicit options, the environment and profiles all work. delta-rs commits with conditional PUTs
+        (If-None-Match), so concurrent writers need no lock service."""
+        import boto3
+
+        session = boto3.Session(
+            aws_access_key_id=self._options.get("aws_access_key_id"),
+            aws_secret_access_key=self._options.get("aws_secret_access_key"),
+            aws_session_token=self._options.get("aws_session_token"),
+            region_name=self._options.get("region_name"),
+        )
+        options: dict[str, str] = {"AWS_REGION": session.region_name or self.client.meta.region_name or "us-east-1"}
+        credentials = session.get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            options["AWS_ACCESS_KEY_ID"] = frozen.access_key or ""
+            options["AWS_SECRET_ACCESS_KEY"] = frozen.secret_key or ""
+            if frozen.token:
+                options["AWS_SESSION_TOKEN"] = frozen.token
+        endpoint = self._options.get("endpoint_url") or self.client.meta.endpoint_url
+        if endpoint and not endpoint.startswith("https://s3."):
+            options["AWS_ENDPOINT_URL"] = endpoint
+            options["AWS_ALLOW_HTTP"] = str(endpoint.startswith("http://")).lower()
+        return options
 
 
 def open_store(url: str | Path, **s3_options: Any) -> ObjectStore:

@@ -1,8 +1,9 @@
-"""Small Parquet tables of the lake, each under a fixed prefix, written atomically.
+"""Every table of the lake, declared once: its name, columns, partitions and key.
 
-The labeler's outputs, the annotation outbox and the gold labels are plain Parquet files.
-A table is the union of its files; each writer names its files deterministically, so a
-rerun rewrites rather than appends.
+Delta tables (`TableSpec`, read and written through `services/lake/delta.py`): the raw events.
+Still plain Parquet under fixed prefixes, written atomically (moving to Delta next): the labeler's outputs,
+the annotation outbox and the gold labels. Each writer names those files deterministically, so a rerun
+rewrites rather than appends.
 """
 
 from __future__ import annotations
@@ -13,7 +14,62 @@ from typing import Any
 
 import polars as pl
 
+from flywheel_feedback.services.lake.delta import TableSpec
 from flywheel_feedback.services.lake.store import ObjectStore
+
+_MODEL = pl.Struct({"id": pl.String, "version": pl.String, "provider": pl.String})
+_MESSAGE = pl.Struct({"role": pl.String, "content": pl.String})
+_INPUT = pl.Struct({"prompt": pl.String, "messages": pl.List(_MESSAGE)})
+
+# What polars reads from each event's JSON. Types were already checked by the pydantic
+# contract before a line gets here, so this only shapes columns.
+EVENT_JSON_SCHEMA: dict[str, pl.DataType] = {
+    "event_id": pl.String(),
+    "type": pl.String(),
+    "schema_version": pl.Int64(),
+    "ts": pl.String(),
+    "interaction_id": pl.String(),
+    "session_id": pl.String(),
+    "user_id": pl.String(),
+    "app": pl.String(),
+    "task": pl.String(),
+    "model": _MODEL,
+    "input": _INPUT,
+    "output": pl.String(),
+    "latency_ms": pl.Int64(),
+    # polars keeps an object read into a String column as its JSON text: small and cheap to query
+    "metadata": pl.String(),
+    "thumbs": pl.String(),
+    "score": pl.Int64(),
+    "comment": pl.String(),
+    "text": pl.String(),
+    "new_interaction_id": pl.String(),
+    "chars": pl.Int64(),
+    "reason": pl.String(),
+    "prompt": pl.String(),
+    "next_interaction_id": pl.String(),
+    "dwell_ms": pl.Int64(),
+}
+
+POSITION_SCHEMA: dict[str, pl.DataType] = {
+    "ts": pl.Datetime("us", "UTC"),
+    "kafka_topic": pl.String(),
+    "kafka_partition": pl.Int32(),
+    "kafka_offset": pl.Int64(),
+    "raw": pl.String(),
+}
+
+EVENTS_SCHEMA = pl.Schema({**EVENT_JSON_SCHEMA, **POSITION_SCHEMA})
+
+# Raw events: what capture accepted, once per Kafka record (the Kafka offsets travel in the commits), partitioned
+# by the event's own date. Readers still deduplicate by event_id, for what producers sent twice.
+RAW_EVENTS = TableSpec(
+    name="raw/events",
+    schema=pl.Schema({**EVENTS_SCHEMA, "date": pl.Date()}),
+    partition_by=("date",),
+    keys=("event_id",),
+)
+RAW_EVENTS_PREFIX = RAW_EVENTS.name
 
 LABELS_KEY = "labels/interactions.parquet"
 ISSUES_KEY = "labels/issues.parquet"

@@ -9,7 +9,6 @@ labeling functions by name, and the Kafka offset range of every raw event file b
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,9 +19,16 @@ import polars as pl
 from flywheel_feedback.labeling.records import mask_distinct
 from flywheel_feedback.services.annotation.gold import read_gold_responses
 from flywheel_feedback.services.errors import FlywheelError
-from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX
+from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.lake.tables import LABELER_STATE_KEY, LABELS_KEY, LF_SUMMARY_KEY, read_json, read_table
+from flywheel_feedback.services.lake.tables import (
+    LABELER_STATE_KEY,
+    LABELS_KEY,
+    LF_SUMMARY_KEY,
+    RAW_EVENTS,
+    read_json,
+    read_table,
+)
 
 # labels-table column -> type it is read as (older tables may lack some: they come back null)
 LABEL_COLUMNS: Final[dict[str, pl.DataType]] = {
@@ -53,7 +59,6 @@ LABEL_COLUMNS: Final[dict[str, pl.DataType]] = {
     "lf_fingerprint": pl.String(),
     "snapshot": pl.String(),
 }
-_RAW_FILE = re.compile(r"/(?P<topic>[^/+]+)\+(?P<partition>\d+)\+(?P<first>\d+)\+(?P<last>\d+)\.parquet$")
 
 
 class NoTrafficError(FlywheelError, LookupError):
@@ -121,22 +126,20 @@ def _annotator_corrections(store: ObjectStore) -> pl.DataFrame:
     )
 
 
-def raw_event_ranges(store: ObjectStore) -> list[dict[str, Any]]:
-    """Per Kafka topic and partition, the offsets of the raw event files in the lake (names carry them)."""
-    rows = []
-    for key in store.list(RAW_EVENTS_PREFIX):
-        match = _RAW_FILE.search(key)
-        if match:
-            rows.append((match.group("topic"), int(match.group("partition")), int(match.group("first")),
-                         int(match.group("last"))))
-    if not rows:
-        return []
-    frame = pl.DataFrame(rows, schema=["topic", "partition", "first", "last"], orient="row")
-    ranges = frame.group_by("topic", "partition").agg(
-        pl.col("first").min().alias("first_offset"), pl.col("last").max().alias("last_offset"),
-        pl.len().alias("files"),
+def raw_event_ranges(store: ObjectStore) -> dict[str, Any]:
+    """The raw table's Delta version, and per Kafka topic and partition the offsets it held then."""
+    version = delta.table_version(store, RAW_EVENTS)
+    if version is None:
+        return {"table_version": None, "partitions": []}
+    ranges = (
+        delta.scan(store, RAW_EVENTS, version=version)
+        .group_by(pl.col("kafka_topic").alias("topic"), pl.col("kafka_partition").alias("partition"))
+        .agg(pl.col("kafka_offset").min().alias("first_offset"), pl.col("kafka_offset").max().alias("last_offset"),
+             pl.len().alias("events"))
+        .sort("topic", "partition")
+        .collect()
     )
-    return ranges.sort("topic", "partition").to_dicts()
+    return {"table_version": version, "partitions": ranges.to_dicts()}
 
 
 def _lineage(store: ObjectStore, frame: pl.DataFrame) -> dict[str, Any]:

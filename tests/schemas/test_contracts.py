@@ -14,7 +14,7 @@ from flywheel_feedback.schemas.events import (
     parse_event,
 )
 from flywheel_feedback.schemas.generate import rendered
-from flywheel_feedback.services.lake.events import EVENT_JSON_SCHEMA
+from flywheel_feedback.services.lake.tables import EVENT_JSON_SCHEMA
 
 TS = "2026-11-27T10:00:00Z"
 

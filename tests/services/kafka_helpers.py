@@ -10,7 +10,7 @@ from collections.abc import Callable
 import polars as pl
 
 from flywheel_feedback.services.capture.app import CaptureService
-from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
+from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.settings import CaptureSettings, KafkaSettings, LakeSettings
 
@@ -76,8 +76,6 @@ def capture_until(
 
 
 def lake_count(store: ObjectStore) -> int:
-    if not store.list(RAW_EVENTS_PREFIX):
-        return 0
     return read_events(store).height
 
 

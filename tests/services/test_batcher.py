@@ -10,8 +10,22 @@ import polars as pl
 import pytest
 
 from flywheel_feedback.services.capture.batcher import CaptureBatcher, Rejected, TopicPartition
-from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
-from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake import delta
+from flywheel_feedback.services.lake.events import committed_offsets, read_events
+from flywheel_feedback.services.lake.store import LocalStore, ObjectStore
+from flywheel_feedback.services.lake.tables import RAW_EVENTS
+
+WRITER = "capture/test"
+
+
+def table_rows(store: ObjectStore) -> pl.DataFrame:
+    """Every row of the raw table as stored (no deduplication)."""
+    return delta.scan(store, RAW_EVENTS).sort("kafka_partition", "kafka_offset").collect()
+
+
+def table_commits(store: ObjectStore) -> int:
+    version = delta.table_version(store, RAW_EVENTS)
+    return 0 if version is None else version + 1
 
 
 @dataclass(frozen=True)
@@ -67,10 +81,12 @@ class Harness:
 
         settings: dict[str, object] = {"batch_size": 1000, "flush_interval_s": 60.0, "max_event_bytes": 2048}
         settings.update(options)
-        self.batcher = CaptureBatcher(self.store, commit=commit, dead_letter=dead_letter, **settings)  # type: ignore[arg-type]
+        self.batcher = CaptureBatcher(
+            self.store, writer=WRITER, commit=commit, dead_letter=dead_letter, **settings  # type: ignore[arg-type]
+        )
 
 
-def test_a_full_batch_is_written_under_its_range_and_then_committed(tmp_path: Path) -> None:
+def test_a_full_batch_is_one_commit_with_its_offsets_and_then_committed(tmp_path: Path) -> None:
     h = Harness(tmp_path, batch_size=3)
 
     async def run() -> None:
@@ -78,8 +94,8 @@ def test_a_full_batch_is_written_under_its_range_and_then_committed(tmp_path: Pa
         await h.batcher.close()
 
     asyncio.run(run())
-    keys = h.store.list(RAW_EVENTS_PREFIX)
-    assert keys == [f"{RAW_EVENTS_PREFIX}/date=2026-11-27/t+0+{0:020d}+{2:020d}.parquet"]
+    assert table_commits(h.store) == 1
+    assert committed_offsets(h.store, WRITER, [("t", 0)]) == {("t", 0): 2}
     assert h.commits == [{("t", 0): 3}]
     frame = read_events(h.store)
     assert frame.get_column("event_id").to_list() == ["e0", "e1", "e2"]
@@ -110,12 +126,13 @@ def test_a_batch_spanning_days_is_split_by_event_date(tmp_path: Path) -> None:
         await h.batcher.close()
 
     asyncio.run(run())
-    keys = h.store.list(RAW_EVENTS_PREFIX)
-    assert [k.split("/")[2] for k in keys] == ["date=2026-11-26", "date=2026-11-27"]
-    assert all(k.endswith(f"t+0+{10:020d}+{11:020d}.parquet") for k in keys)
+    assert table_commits(h.store) == 1
+    folders = sorted(p.name for p in (tmp_path / RAW_EVENTS.name).iterdir() if p.name.startswith("date="))
+    assert folders == ["date=2026-11-26", "date=2026-11-27"]
+    assert table_rows(h.store).get_column("date").cast(pl.String).to_list() == ["2026-11-26", "2026-11-27"]
 
 
-def test_a_replay_rewrites_the_same_file_and_readers_deduplicate(tmp_path: Path) -> None:
+def test_a_replay_adds_nothing_and_readers_deduplicate_what_producers_sent_twice(tmp_path: Path) -> None:
     for _ in range(2):
         h = Harness(tmp_path)
 
@@ -126,7 +143,9 @@ def test_a_replay_rewrites_the_same_file_and_readers_deduplicate(tmp_path: Path)
             await h.batcher.close()
 
         asyncio.run(run())
-    assert len(h.store.list(RAW_EVENTS_PREFIX)) == 1
+    # The second run replayed offsets 0..5: the table holds each Kafka record once, in one commit.
+    assert table_commits(h.store) == 1
+    assert table_rows(h.store).get_column("kafka_offset").to_list() == [0, 1, 2, 3, 4, 5]
     assert read_events(h.store).get_column("event_id").to_list() == ["e0", "e1", "e2", "e3", "e4"]
 
 
@@ -139,8 +158,8 @@ def test_partitions_are_written_separately(tmp_path: Path) -> None:
         await h.batcher.close()
 
     asyncio.run(run())
-    names = [k.rsplit("/", 1)[1] for k in h.store.list(RAW_EVENTS_PREFIX)]
-    assert sorted(names) == sorted([f"t+0+{0:020d}+{1:020d}.parquet", f"t+1+{0:020d}+{1:020d}.parquet"])
+    assert committed_offsets(h.store, WRITER, [("t", 0), ("t", 1)]) == {("t", 0): 1, ("t", 1): 1}
+    assert table_rows(h.store).select("kafka_partition", "kafka_offset").rows() == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert {k: v for c in h.commits for k, v in c.items()} == {("t", 0): 2, ("t", 1): 2}
 
 
@@ -162,11 +181,11 @@ def test_old_buffers_are_flushed_by_time(tmp_path: Path) -> None:
 class FlakyStore(LocalStore):
     failures = 2
 
-    def put(self, key: str, data: bytes) -> None:
+    def table_uri(self, name: str) -> str:
         if self.failures > 0:
             self.failures -= 1
             raise ConnectionError("lake unreachable")
-        super().put(key, data)
+        return super().table_uri(name)
 
 
 def test_an_unreachable_lake_is_retried_and_nothing_is_committed_meanwhile(tmp_path: Path) -> None:
@@ -178,6 +197,7 @@ def test_an_unreachable_lake_is_retried_and_nothing_is_committed_meanwhile(tmp_p
     store = FlakyStore(tmp_path)
     batcher = CaptureBatcher(
         store,
+        writer=WRITER,
         commit=commits.append,
         dead_letter=dead_letter,
         batch_size=10,
@@ -204,7 +224,7 @@ def test_records_after_close_are_left_for_the_next_start(tmp_path: Path) -> None
         await h.batcher.add([Record(event(0), 0)])
 
     asyncio.run(run())
-    assert h.commits == [] and h.store.list(RAW_EVENTS_PREFIX) == []
+    assert h.commits == [] and table_commits(h.store) == 0
 
 
 def test_timestamps_in_every_iso_form_land_in_utc(tmp_path: Path) -> None:
@@ -224,12 +244,18 @@ def test_timestamps_in_every_iso_form_land_in_utc(tmp_path: Path) -> None:
     assert got == ["10:00:00.000000", "10:00:00.500000", "10:00:00.000000", "10:00:00.000000"]
 
 
-def test_partial_writes_are_invisible(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
-    (tmp_path / "raw" / "events").mkdir(parents=True)
-    (tmp_path / "raw" / "events" / ".tmp-abc.parquet").write_bytes(b"PAR1 half a file")
-    assert store.list(RAW_EVENTS_PREFIX) == []
-    assert read_events(store).is_empty()
+def test_files_no_commit_names_are_invisible(tmp_path: Path) -> None:
+    h = Harness(tmp_path, batch_size=3)
+
+    async def run() -> None:
+        await h.batcher.add([Record(event(i), i) for i in range(3)])
+        await h.batcher.close()
+
+    asyncio.run(run())
+    # What a writer that died before its commit leaves behind: a data file the Delta log does not name.
+    day = tmp_path / RAW_EVENTS.name / "date=2026-11-27"
+    (day / "part-00000-orphan.zstd.parquet").write_bytes(next(day.glob("*.parquet")).read_bytes())
+    assert read_events(h.store).height == 3 and table_rows(h.store).height == 3
 
 
 @pytest.mark.parametrize("size", [1, 7])

@@ -12,8 +12,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from flywheel_feedback.client import Emitter
-from flywheel_feedback.services.lake.events import RAW_EVENTS_PREFIX, read_events
+from flywheel_feedback.services.lake import delta
+from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.store import LocalStore, S3Store
+from flywheel_feedback.services.lake.tables import RAW_EVENTS
 
 from .kafka_helpers import capture_settings, capture_until, event_bytes, lake_count
 
@@ -74,7 +76,9 @@ def test_emitted_events_land_exactly_once_on_s3(
     frame = read_events(store)
     assert frame.height == 1500
     assert set(frame.get_column("event_id")) == {json.loads(v)["event_id"] for _, v in values}
-    assert all(k.endswith(".parquet") for k in store.list(RAW_EVENTS_PREFIX))
+    # A Delta table on S3: its log names the files, and the table holds each record once.
+    assert any(k.startswith(f"{RAW_EVENTS.name}/_delta_log/") for k in store.list(RAW_EVENTS.name))
+    assert delta.scan(store, RAW_EVENTS).select("kafka_partition", "kafka_offset").collect().n_unique() == 1500
 
 
 BAD_INPUTS: dict[str, tuple[bytes, str]] = {

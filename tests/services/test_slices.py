@@ -126,7 +126,8 @@ def test_a_version_records_its_lineage(renewed: tuple[LocalStore, RenewalResult]
     labels = read_table(store, LABELS_KEY)
     assert labels is not None
     assert manifest["source"]["lake_snapshots"] == sorted(set(labels.get_column("snapshot")))
-    assert manifest["source"]["event_ranges"] and manifest["source"]["event_ranges"][0]["first_offset"] == 0
+    ranges = manifest["source"]["event_ranges"]
+    assert ranges["table_version"] is not None and ranges["partitions"][0]["first_offset"] == 0
     assert manifest["labeling"]["lf_fingerprints"] == sorted(set(labels.get_column("lf_fingerprint")))
     assert manifest["labeling"]["label_model_versions"]
     assert set(manifest["model_versions"]) >= {"support-llm@2026-11-15"}
