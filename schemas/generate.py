@@ -78,15 +78,16 @@ def _constrain(schema: Any, ref: dict[str, str]) -> None:
 
 
 def _json_value(ref: dict[str, str]) -> dict[str, Any]:
+    # Scalars are "not a string, array or object" rather than {"type": "number"}: ajv's number type refuses
+    # a number beyond the double range (1e400 reads as Infinity), which is valid JSON and which capture keeps.
+    scalar = {"not": {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]}}
     return {
         "description": "Any JSON value whose strings and member names are Unicode text (no lone surrogate).",
         "anyOf": [
             {"type": "string", "pattern": UNICODE_TEXT},
-            {"type": "number"},
-            {"type": "boolean"},
-            {"type": "null"},
             {"type": "array", "items": dict(ref)},
             {"type": "object", "propertyNames": {"pattern": UNICODE_TEXT}, "additionalProperties": dict(ref)},
+            scalar,
         ],
     }
 
