@@ -14,13 +14,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from flywheel_feedback.schemas.wire import JsonInt, NonNegativeInt, Timestamp
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 SCHEMA_VERSION = 1
 
 Id = Annotated[str, Field(min_length=1, max_length=200)]
-# Bounded so every language (and the Parquet columns) can hold the value exactly.
-NonNegativeInt = Annotated[int, Field(ge=0, le=2**53)]
 
 
 class _Strict(BaseModel):
@@ -40,8 +39,23 @@ class ChatMessage(_Strict):
     content: str
 
 
+def _present(name: str) -> dict[str, Any]:
+    """JSON Schema for "the field is there and not null" (Python: `is not None`)."""
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
 class ModelInput(_Strict):
     """What the model was given: a plain prompt, or chat messages (at least one of them)."""
+
+    # _one_form's rule, for other languages' validators
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                _present("prompt"),
+                {"required": ["messages"], "properties": {"messages": {"type": "array", "minItems": 1}}},
+            ]
+        }
+    )
 
     prompt: str | None = None
     messages: list[ChatMessage] | None = None
@@ -70,12 +84,17 @@ def _type_is_required(schema: dict[str, Any]) -> None:
         required.insert(0, "type")
 
 
+def _rating_schema(schema: dict[str, Any]) -> None:
+    _type_is_required(schema)
+    schema["oneOf"] = [_present("thumbs"), _present("score")]  # Rating._one_scale's rule
+
+
 class EventBase(_Strict):
     model_config = ConfigDict(json_schema_extra=_type_is_required)
 
     event_id: Id = Field(description="Unique id of this event; readers deduplicate by it.")
-    schema_version: Annotated[int, Field(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
-    ts: AwareDatetime = Field(description="When it happened, ISO 8601 with a time zone.")
+    schema_version: Annotated[int, JsonInt(ge=1, le=SCHEMA_VERSION)] = SCHEMA_VERSION
+    ts: Timestamp = Field(description="When it happened, ISO 8601 with a time zone.")
 
 
 class Interaction(EventBase):
@@ -101,9 +120,11 @@ class FeedbackBase(EventBase):
 class Rating(FeedbackBase):
     """An explicit rating: thumbs up/down or a 1-5 score, with an optional comment."""
 
+    model_config = ConfigDict(json_schema_extra=_rating_schema)
+
     type: Literal["rating"] = "rating"
     thumbs: Literal["up", "down"] | None = None
-    score: Annotated[int, Field(ge=1, le=5)] | None = None
+    score: Annotated[int, JsonInt(ge=1, le=5)] | None = None
     comment: str | None = None
 
     @model_validator(mode="after")

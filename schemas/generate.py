@@ -3,38 +3,128 @@
 schemas/jsonschema/<type>.json  one JSON Schema per event type
 schemas/jsonschema/event.json   the discriminated union of all of them
 schemas/asyncapi.json           an AsyncAPI 3.0 document for the events topic and its dead-letter topic
+schemas/typescript/events.d.ts  TypeScript declarations of event.json (needs node; see schemas/node.py)
+
+The JSON Schemas are draft 2020-12 and say everything capture enforces, so that a standard validator (ajv in
+strict mode, with ajv-formats) gives every document capture's verdict; tests/schemas/test_agreement.py checks it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
 
+from flywheel_feedback.schemas import node
 from flywheel_feedback.schemas.events import EVENT_ADAPTER, EVENT_MODELS, SCHEMA_VERSION
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
+from pydantic_core import CoreSchema
 
 HERE = Path(__file__).parent
 JSONSCHEMA_DIR = HERE / "jsonschema"
 ASYNCAPI_PATH = HERE / "asyncapi.json"
+TYPESCRIPT_PATH = HERE / "typescript" / "events.d.ts"
 EVENTS_TOPIC = "flywheel.events"
 DLQ_TOPIC = "flywheel.events.dlq"
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+# Capture's JSON parser rejects a lone surrogate escape anywhere in a document (it is not Unicode text and
+# has no UTF-8 form); a JSON Schema validator sees JavaScript strings, which can hold one. So every string
+# and every member name carries this pattern (ajv compiles patterns with the `u` flag: a surrogate pair is
+# one code point outside the class, a lone surrogate is inside it).
+UNICODE_TEXT = "^[^\\uD800-\\uDFFF]*$"
+JSON_VALUE = "JsonValue"
+
+
+class ContractJsonSchema(GenerateJsonSchema):
+    """pydantic's JSON Schema, plus what capture enforces that pydantic does not write down."""
+
+    def generate(self, schema: CoreSchema, mode: JsonSchemaMode = "validation") -> JsonSchemaValue:
+        result = super().generate(schema, mode)
+        ref = {"$ref": self.ref_template.format(model=JSON_VALUE)}
+        _constrain(result, ref)
+        for definition in result.get("$defs", {}).values():
+            _constrain(definition, ref)
+        result.setdefault("$defs", {})[JSON_VALUE] = _json_value(ref)
+        return result
+
+    def tagged_union_schema(self, schema: Any) -> JsonSchemaValue:
+        # `discriminator` is OpenAPI's keyword, not JSON Schema's: strict validators reject it. Each
+        # branch's `type` const already picks the branch.
+        result = super().tagged_union_schema(schema)
+        result.pop("discriminator", None)
+        return result
+
+
+def _constrain(schema: Any, ref: dict[str, str]) -> None:
+    """Every string gets UNICODE_TEXT; every object's member names too, and its unknown members are JsonValues."""
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and "pattern" not in schema and "const" not in schema and "enum" not in schema:
+        schema["pattern"] = UNICODE_TEXT
+    if schema.get("type") == "object":
+        schema.setdefault("propertyNames", {"pattern": UNICODE_TEXT})
+        if schema.get("additionalProperties", True) is True:
+            schema["additionalProperties"] = dict(ref)
+    for key in ("properties", "patternProperties"):
+        for sub in schema.get(key, {}).values():
+            _constrain(sub, ref)
+    for key in ("anyOf", "oneOf", "allOf", "prefixItems"):
+        for sub in schema.get(key, []):
+            _constrain(sub, ref)
+    for key in ("items", "additionalProperties", "not"):
+        _constrain(schema.get(key), ref)
+
+
+def _json_value(ref: dict[str, str]) -> dict[str, Any]:
+    # Scalars are "not a string, array or object" rather than {"type": "number"}: ajv's number type refuses
+    # a number beyond the double range (1e400 reads as Infinity), which is valid JSON and which capture keeps.
+    scalar = {"not": {"anyOf": [{"type": "string"}, {"type": "array"}, {"type": "object"}]}}
+    return {
+        "description": "Any JSON value whose strings and member names are Unicode text (no lone surrogate).",
+        "anyOf": [
+            {"type": "string", "pattern": UNICODE_TEXT},
+            {"type": "array", "items": dict(ref)},
+            {"type": "object", "propertyNames": {"pattern": UNICODE_TEXT}, "additionalProperties": dict(ref)},
+            scalar,
+        ],
+    }
 
 
 def json_schemas() -> dict[str, dict[str, Any]]:
     schemas: dict[str, dict[str, Any]] = {}
     for kind, model in EVENT_MODELS.items():
-        schema = model.model_json_schema(mode="validation")
-        schema["$id"] = f"https://flywheel.dev/schemas/v{SCHEMA_VERSION}/{kind}.json"
-        schemas[kind] = schema
-    union = EVENT_ADAPTER.json_schema(mode="validation")
-    union["$id"] = f"https://flywheel.dev/schemas/v{SCHEMA_VERSION}/event.json"
-    union["title"] = "Event"
-    schemas["event"] = union
+        schema = model.model_json_schema(mode="validation", schema_generator=ContractJsonSchema)
+        schemas[kind] = {"$schema": DRAFT, "$id": f"https://flywheel.dev/schemas/v{SCHEMA_VERSION}/{kind}.json"}
+        schemas[kind].update(schema)
+    union = EVENT_ADAPTER.json_schema(mode="validation", schema_generator=ContractJsonSchema)
+    schemas["event"] = {"$schema": DRAFT, "$id": f"https://flywheel.dev/schemas/v{SCHEMA_VERSION}/event.json"}
+    schemas["event"].update(union, title="Event")
     return schemas
 
 
+def typescript() -> str:
+    """TypeScript declarations of event.json: one interface per event type and the `Event` union."""
+    schema = copy.deepcopy(json_schemas()["event"])
+    # A JsonValue is `unknown` in TypeScript: a recursive union would not fit the index signatures of the
+    # interfaces that hold one.
+    schema["$defs"][JSON_VALUE] = {"tsType": "unknown"}
+    for definition in schema["$defs"].values():
+        if definition.get("type") == "object":
+            # the cross-field rules (one of thumbs or score, a prompt or messages) have no useful TypeScript
+            # form: json-schema-to-typescript would intersect each interface with shapeless objects
+            definition.pop("anyOf", None)
+            definition.pop("oneOf", None)
+            for field in definition.get("properties", {}).values():
+                field.pop("title", None)  # a title makes a named alias per field (EventId1, EventId2, ...)
+    return node.run("typescript.mjs", json.dumps(schema, sort_keys=True))
+
+
 def asyncapi() -> dict[str, Any]:
-    union = EVENT_ADAPTER.json_schema(mode="validation", ref_template="#/components/schemas/{model}")
+    union = EVENT_ADAPTER.json_schema(
+        mode="validation", ref_template="#/components/schemas/{model}", schema_generator=ContractJsonSchema
+    )
     components = union.pop("$defs", {})
     messages = {
         kind: {
@@ -95,7 +185,7 @@ def asyncapi() -> dict[str, Any]:
 
 
 def rendered() -> dict[Path, str]:
-    """Every generated file and its exact text."""
+    """Every generated file that needs only Python, and its exact text (TYPESCRIPT_PATH needs node)."""
     files = {JSONSCHEMA_DIR / f"{k}.json": _dump(v) for k, v in json_schemas().items()}
     files[ASYNCAPI_PATH] = _dump(asyncapi())
     return files
@@ -106,8 +196,10 @@ def _dump(obj: Any) -> str:
 
 
 def main() -> None:
-    JSONSCHEMA_DIR.mkdir(exist_ok=True)
-    for path, text in rendered().items():
+    files = rendered()
+    files[TYPESCRIPT_PATH] = typescript()
+    for path, text in files.items():
+        path.parent.mkdir(exist_ok=True)
         path.write_text(text)
         print(f"wrote {path.relative_to(HERE.parent)}")
 
