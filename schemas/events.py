@@ -14,8 +14,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from flywheel_feedback.schemas.wire import JsonInt, NonNegativeInt, Timestamp
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+from flywheel_feedback.schemas.wire import JsonInt, NonNegativeInt, Timestamp
 
 SCHEMA_VERSION = 1
 

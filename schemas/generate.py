@@ -16,10 +16,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from flywheel_feedback.schemas import node
-from flywheel_feedback.schemas.events import EVENT_ADAPTER, EVENT_MODELS, SCHEMA_VERSION
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaMode, JsonSchemaValue
 from pydantic_core import CoreSchema
+
+from flywheel_feedback.schemas import node
+from flywheel_feedback.schemas.events import EVENT_ADAPTER, EVENT_MODELS, SCHEMA_VERSION
 
 HERE = Path(__file__).parent
 JSONSCHEMA_DIR = HERE / "jsonschema"

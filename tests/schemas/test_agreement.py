@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from flywheel_feedback.schemas import node
 from flywheel_feedback.schemas.events import EVENT_TYPES
 from flywheel_feedback.schemas.generate import TYPESCRIPT_PATH, typescript
-
 from flywheel_feedback.services.capture.validate import Invalid, check_message
 from flywheel_feedback.services.settings import CaptureSettings
 
@@ -38,7 +38,7 @@ def _ajv_verdicts() -> list[dict[str, Any]]:
     try:
         out = node.run("validate.mjs", json.dumps([_text(c) for c in _cases()]))
     except node.NodeUnavailableError as e:
-        pytest.skip(str(e))
+        pytest.fail(f"{e}: the agreement tests need node and npm (Debian: nodejs, npm)")
     verdicts: list[dict[str, Any]] = json.loads(out)
     return verdicts
 
@@ -75,5 +75,5 @@ def test_committed_typescript_matches_the_schemas() -> None:
     try:
         text = typescript()
     except node.NodeUnavailableError as e:
-        pytest.skip(str(e))
+        pytest.fail(f"{e}: the agreement tests need node and npm (Debian: nodejs, npm)")
     assert TYPESCRIPT_PATH.read_text() == text, "run `python -m flywheel_feedback.schemas.generate` and commit"
