@@ -186,7 +186,7 @@ class LabelModel:
         if self.guard:
             from flywheel_feedback.labeling.label_model_guard import apply_guard
 
-            apply_guard(self, votes, counts)
+            apply_guard(self, votes, counts, gold=clamp)
         return self
 
     def _set_parameters(self, prior: FloatArray, theta: FloatArray) -> None:

@@ -8,7 +8,9 @@ module checks a fitted LabelModel for those signs, in pure code and from the fit
   MAX_SHARE_GAP from the share majority vote supports (`vote_shares_`);
 - "accuracies at the bounds": at least half the functions are learned no better than random (accuracy at or
   below 1/k), or a function is learned as never wrong although it disagrees with others;
-- "no convergence": EM stopped at max_iter with posteriors still moving.
+- "no convergence": EM stopped at max_iter with posteriors still moving;
+- "gold" (when fit was given gold): predicted from their votes alone, the gold rows (MIN_GOLD_ROWS or more
+  with a vote) are less often right under the fit than under majority vote.
 
 When one holds, the fitted parameters are replaced by a weighted majority vote: the vote counts decide,
 ties go to the side of the functions with the higher learned accuracy (clipped to [SAFE_ACCURACY_LOW,
@@ -31,6 +33,7 @@ MAX_SHARE_GAP = 0.2
 SAFE_ACCURACY_LOW = 0.55
 SAFE_ACCURACY_HIGH = 0.9
 VOTE_WEIGHT = 20.0
+MIN_GOLD_ROWS = 20
 TIE_WEIGHT = 0.01
 
 
@@ -46,9 +49,15 @@ class FitReport(TypedDict):
     accuracies: list[float]
 
 
-def degeneracy_reasons(model: LabelModel, votes: NDArray[np.int64], counts: NDArray[np.int64]) -> list[str]:
+def degeneracy_reasons(
+    model: LabelModel,
+    votes: NDArray[np.int64],
+    counts: NDArray[np.int64],
+    *,
+    gold: NDArray[np.int64] | None = None,
+) -> list[str]:
     """Why the fit of `model` on the distinct outcome patterns `votes` (0 = abstain, 1 + c = class c; each seen
-    `counts` times) is degenerate; empty when it is not."""
+    `counts` times; `gold` per pattern, -1 = unknown) is degenerate; empty when it is not."""
     k = model.cardinality
     reasons = []
     balance, anchor = model.class_balance_, model.vote_shares_
@@ -75,12 +84,39 @@ def degeneracy_reasons(model: LabelModel, votes: NDArray[np.int64], counts: NDAr
         reasons.append("accuracies at the bounds: half the functions or more are learned no better than random")
     if not model.converged_:
         reasons.append(f"no convergence: EM stopped at max_iter={model.max_iter}")
+    if gold is not None:
+        judged = (gold >= 0) & covered
+        if counts[judged].sum() >= MIN_GOLD_ROWS:
+            # Predicted from the votes alone (not the clamped posteriors): a fit that the gold rows say is worse
+            # than counting votes is not kept, so gold can only help.
+            ours = model._posteriors(votes[judged], balance, model.outcome_probs_)
+            tallies = np.stack([(votes[judged] == c + 1).sum(axis=1) for c in range(k)], axis=1).astype(float)
+            hits_ours = _expected_hits(ours, gold[judged], counts[judged])
+            hits_votes = _expected_hits(tallies, gold[judged], counts[judged])
+            if hits_ours < hits_votes:
+                reasons.append(
+                    f"gold: the fit gets {hits_ours:.0f} of {counts[judged].sum()} gold rows right, "
+                    f"majority vote {hits_votes:.0f}"
+                )
     return reasons
 
 
-def apply_guard(model: LabelModel, votes: NDArray[np.int64], counts: NDArray[np.int64]) -> None:
+def _expected_hits(scores: NDArray[np.float64], gold: NDArray[np.int64], counts: NDArray[np.int64]) -> float:
+    """Rows right when each row's top-scoring classes share the row (ties split evenly)."""
+    top = scores >= scores.max(axis=1, keepdims=True) - 1e-12
+    right = top[np.arange(len(gold)), gold] / top.sum(axis=1)
+    return float((right * counts).sum())
+
+
+def apply_guard(
+    model: LabelModel,
+    votes: NDArray[np.int64],
+    counts: NDArray[np.int64],
+    *,
+    gold: NDArray[np.int64] | None = None,
+) -> None:
     """Set `model.fallback_` and, when the fit is degenerate, swap its parameters for weighted majority vote."""
-    reasons = degeneracy_reasons(model, votes, counts)
+    reasons = degeneracy_reasons(model, votes, counts, gold=gold)
     if not reasons:
         model.fallback_ = None
         return
