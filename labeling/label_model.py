@@ -7,15 +7,31 @@ together with the decision to vote, so a function that only ever votes one class
 fires more often on that class). EM runs over the distinct vote patterns (a million rows of 8 functions have a
 few thousand), so after one grouping pass its cost does not grow with the rows.
 
-Real labeling functions err and abstain together, which a plain Dawid-Skene reads as structure. Three choices
-handle that; min_lift and abstain_weight were chosen on WRENCH YouTube's valid split (bench/labelmodel.py):
+Real labeling functions err and abstain together, which a plain Dawid-Skene reads as structure, and on sets
+with many sparse one-sided functions or many classes EM ran the class balance to ~1.0 for one class (issue 11).
+The choices that hold it; defaults chosen on the valid splits of bench/data/wrench (bench/labelmodel.py
+--sweep), never on test:
 - min_lift: a vote for class c must be at least `min_lift` times likelier when the truth is c than when it is
   any other class ("better than random when it votes"). Without it EM explained two correlated functions by
   turning one against its own class (WRENCH's keyword_link became a vote for ham).
-- abstain_weight: how much an abstention counts as evidence (1 is classic Dawid-Skene). A spam comment trips
-  one keyword, not all, so counting every abstention as independent evidence drowns the votes.
-- the class prior is learned with the rest (or fixed with `class_balance`), and an item on which every
-  function abstains gets it.
+- abstain_weight, abstain_reference: how much an abstention counts as evidence (1 is classic Dawid-Skene),
+  and the total held to what `abstain_reference` functions would carry: a spam message trips one keyword,
+  not all 70, so counting every abstention as independent evidence drowns the votes.
+- balance_strength: the class balance has a Dirichlet prior centred on the shares the votes support
+  (`vote_shares_`: each row with a vote spreads one unit over the classes it was voted; gold rows count their
+  gold class), worth `balance_strength` x n rows. EM moves the balance, but cannot run it away from the votes.
+- shrinkage (default off): pulls each class's outcome rates toward the function's overall rates.
+- rows where every function abstains get the class balance from predict_proba; predict draws their class
+  uniformly (as majority vote does) unless no_vote="prior", and keeps the class of a row on which every
+  voting function agrees unless agreed="model" (the model arbitrates conflicts and ties).
+- gold (fit(L, gold=...), -1 = unknown): gold rows are clamped to their class in every E-step, which teaches
+  the accuracies, and their class shares anchor the balance.
+
+Degeneracy guard (labeling/label_model_guard.py, on by default, guard=False to switch off): after fit,
+`model.fallback_` is None, or the reasons ("class share: ...", "accuracies at the bounds: ...", "no
+convergence: ...") for which the fit was judged degenerate and its parameters replaced by a weighted majority
+vote; `label_model_guard.fit_report(model)` gives converged, n_iter, class_balance, vote_shares, accuracies
+and fallback for a report or /metrics.
 """
 
 from __future__ import annotations
@@ -61,7 +77,9 @@ class LabelModel:
     """Dawid-Skene EM over {abstain, 0..k-1} outcomes with a scikit-learn-like API.
 
     Fitted attributes: `class_balance_` (k,), `outcome_probs_` (functions, k, k+1), `accuracies_` (the
-    probability that a function's vote is right, per function), `n_iter_`.
+    probability that a function's vote is right, per function), `n_iter_`, `converged_`, `vote_shares_` (the
+    class shares majority vote supports, which anchor the balance) and `fallback_` (None, or why the fit was
+    judged degenerate and replaced by weighted majority vote; see label_model_guard).
     """
 
     def __init__(
@@ -73,16 +91,26 @@ class LabelModel:
         seed: int = 0,
         min_lift: float = 2.5,
         abstain_weight: float = 0.3,
+        abstain_reference: int = 10,
         smoothing: float = 0.5,
+        shrinkage: float = 0.0,
+        balance_strength: float = 0.25,
         class_balance: Sequence[float] | None = None,
+        guard: bool = True,
     ) -> None:
         _check_cardinality(cardinality)
         if not isinstance(max_iter, int) or isinstance(max_iter, bool) or max_iter < 1:
             raise ValueError(f"expected max_iter to be an integer >= 1, got {max_iter!r}")
+        if not isinstance(abstain_reference, int) or isinstance(abstain_reference, bool) or abstain_reference < 1:
+            raise ValueError(f"expected abstain_reference to be an integer >= 1, got {abstain_reference!r}")
         _check_number("tol", tol, lambda x: x > 0, "> 0")
         _check_number("min_lift", min_lift, lambda x: x >= 1, ">= 1")
         _check_number("abstain_weight", abstain_weight, lambda x: 0 <= x <= 1, "in [0, 1]")
         _check_number("smoothing", smoothing, lambda x: x > 0, "> 0")
+        _check_number("shrinkage", shrinkage, lambda x: x >= 0, ">= 0")
+        _check_number("balance_strength", balance_strength, lambda x: x >= 0, ">= 0")
+        if not isinstance(guard, bool):
+            raise ValueError(f"expected guard to be True or False, got {guard!r}")
         if class_balance is not None:
             balance = np.asarray(class_balance, dtype=np.float64)
             if balance.shape != (cardinality,) or (balance <= 0).any() or abs(balance.sum() - 1) > 1e-6:
@@ -95,8 +123,12 @@ class LabelModel:
         self.seed = seed
         self.min_lift = min_lift
         self.abstain_weight = abstain_weight
+        self.abstain_reference = abstain_reference
         self.smoothing = smoothing
+        self.shrinkage = shrinkage
+        self.balance_strength = balance_strength
         self.class_balance = None if class_balance is None else tuple(float(x) for x in class_balance)
+        self.guard = guard
 
     def fit(
         self,
@@ -104,7 +136,9 @@ class LabelModel:
         *,
         gold: NDArray[np.integer[Any]] | None = None,
     ) -> Self:
-        """Learn the parameters from L; rows whose `gold` label is known (not -1) are clamped to it."""
+        """Learn the parameters from L; rows whose `gold` label is known (not -1) are clamped to it and their
+        class shares join the anchor of the class balance. With `guard`, a degenerate fit is replaced by
+        weighted majority vote and `fallback_` says why."""
         k = self.cardinality
         matrix = _check_label_matrix(L, k)
         n, n_lfs = matrix.shape
@@ -119,28 +153,48 @@ class LabelModel:
         clamp = patterns[:, -1] - 1 if gold is not None else np.full(len(patterns), ABSTAIN)
         # Which classes each function ever votes: the lift constraint only concerns those outcomes.
         polarity = np.stack([(votes == c + 1).any(axis=0) for c in range(k)], axis=1)
+        # Many functions abstain together (a message trips one keyword, not all 70), so the total weight of
+        # abstentions is held to what `abstain_reference` independent functions would carry.
+        self._abstain_scale = self.abstain_weight * min(1.0, self.abstain_reference / n_lfs)
+        self.vote_shares_: FloatArray = _vote_shares(votes, counts, clamp, k)
+        anchor = self.vote_shares_
+        # Outcome frequencies of each function over all rows: the shrinkage target of its per-class rows.
+        marginal = np.stack([np.bincount(votes[:, j], weights=counts, minlength=k + 1) for j in range(n_lfs)])
+        marginal = marginal / marginal.sum(axis=1, keepdims=True)
 
         q = _clamp(_soft_majority_vote(votes, k), clamp)
         self.n_iter_ = 0
+        self.converged_ = False
         while self.n_iter_ < self.max_iter:
             self.n_iter_ += 1
             weights = q * counts[:, None]
             if self.class_balance is None:
-                prior = (weights.sum(axis=0) + 1.0) / (counts.sum() + k)  # +1: no class is ever impossible
+                # Dirichlet prior centred on the shares the votes support: the balance cannot run away.
+                alpha = self.balance_strength * counts.sum()
+                prior = (weights.sum(axis=0) + alpha * anchor + 1.0) / (counts.sum() + alpha + k)
             else:
                 prior = np.asarray(self.class_balance, dtype=np.float64)
-            theta = self._m_step(votes, weights, polarity)
+            theta = self._m_step(votes, weights, polarity, marginal)
             q_next = _clamp(self._posteriors(votes, prior, theta), clamp)
             change = float(np.abs(q_next - q).max())
             q = q_next
             if change < self.tol:
+                self.converged_ = True
                 break
+        self._set_parameters(prior, theta)
+        self.fallback_: str | None = None
+        if self.guard:
+            from flywheel_feedback.labeling.label_model_guard import apply_guard
+
+            apply_guard(self, votes, counts, gold=clamp)
+        return self
+
+    def _set_parameters(self, prior: FloatArray, theta: FloatArray) -> None:
         self.class_balance_: FloatArray = prior
         self.outcome_probs_: FloatArray = theta
         voted = np.einsum("y,jyo->j", prior, theta[:, :, 1:])
         right = np.einsum("y,jyy->j", prior, theta[:, :, 1:])
         self.accuracies_: FloatArray = right / voted
-        return self
 
     def predict_proba(self, L: NDArray[np.integer[Any]]) -> FloatArray:
         """P(class | votes) per row, shape (n, k); a row where every function abstains gets the class prior."""
@@ -155,40 +209,82 @@ class LabelModel:
         patterns, inverse, _ = _group_rows(matrix + 1, self.cardinality + 1)
         return self._posteriors(patterns, self.class_balance_, self.outcome_probs_)[inverse]
 
-    def predict(self, L: NDArray[np.integer[Any]]) -> IntArray:
-        """The most probable class per row; exact ties go to a tied class drawn with `seed`."""
-        return _argmax_random_ties(self.predict_proba(L), np.random.default_rng(self.seed))
+    def predict(
+        self,
+        L: NDArray[np.integer[Any]],
+        *,
+        no_vote: Literal["random", "prior"] = "random",
+        agreed: Literal["keep", "model"] = "keep",
+    ) -> IntArray:
+        """The most probable class per row; exact ties go to a tied class drawn with `seed`.
+
+        A row on which every function abstains has no evidence: predict_proba gives it the class prior, and
+        predict draws its class uniformly with `seed` ("random", as majority vote does, so that a rare class
+        is not erased from the unlabelled rows) or gives it the prior's most probable class ("prior", the better
+        choice for accuracy when the balance is trusted). A row on which every voting function names the same
+        class gets that class ("keep": the model arbitrates conflicts and never overturns agreement, which keeps
+        a rare class's recall) or the model's most probable class ("model").
+        """
+        if no_vote not in ("random", "prior"):
+            raise ValueError(f"expected no_vote to be 'random' or 'prior', got {no_vote!r}")
+        if agreed not in ("keep", "model"):
+            raise ValueError(f"expected agreed to be 'keep' or 'model', got {agreed!r}")
+        proba = self.predict_proba(L)
+        matrix = np.asarray(L)
+        if no_vote == "random":
+            silent = (matrix == ABSTAIN).all(axis=1)
+            proba[silent] = 1.0 / self.cardinality
+        if agreed == "keep":
+            # Every function that voted on the row named the same class: the prior alone may not overturn it.
+            tallies = np.stack([(matrix == c).sum(axis=1) for c in range(self.cardinality)], axis=1)
+            unanimous = (tallies > 0).sum(axis=1) == 1
+            proba[unanimous] = tallies[unanimous] > 0
+        return _argmax_random_ties(proba, np.random.default_rng(self.seed))
 
     @property
     def version(self) -> str:
         """Names this fitted model in lineage: the class name and a hash of its options and parameters."""
         if not hasattr(self, "outcome_probs_"):
             raise RuntimeError("this LabelModel is not fitted yet: call fit(L) first")
-        options = (self.cardinality, self.min_lift, self.abstain_weight, self.smoothing, self.class_balance)
+        options = (
+            self.cardinality,
+            self.min_lift,
+            self.abstain_weight,
+            self.abstain_reference,
+            self.smoothing,
+            self.shrinkage,
+            self.balance_strength,
+            self.class_balance,
+            self.fallback_,
+        )
         digest = hashlib.sha256(repr(options).encode())
         # Rounded so that last-bit differences between BLAS builds do not change the name.
         for array in (self.class_balance_, self.outcome_probs_):
             digest.update(np.round(array, 10).tobytes())
         return f"{type(self).__name__}-{digest.hexdigest()[:12]}"
 
-    def _m_step(self, votes: IntArray, weights: FloatArray, polarity: NDArray[np.bool_]) -> FloatArray:
-        """Expected outcome counts per (function, class), smoothed, normalised, then held to min_lift."""
+    def _m_step(
+        self, votes: IntArray, weights: FloatArray, polarity: NDArray[np.bool_], marginal: FloatArray
+    ) -> FloatArray:
+        """Expected outcome counts per (function, class), shrunk toward the function's overall outcome
+        frequencies (so that a class seen on few rows cannot get extreme rates), normalised, held to min_lift."""
         k = self.cardinality
         counts = np.empty((votes.shape[1], k, k + 1))
         for j in range(votes.shape[1]):
             for y in range(k):
                 counts[j, y] = np.bincount(votes[:, j], weights=weights[:, y], minlength=k + 1)
-        counts += self.smoothing
+        mass = counts.sum(axis=2, keepdims=True)
+        counts += self.shrinkage * mass * marginal[:, None, :] + self.smoothing
         theta = counts / counts.sum(axis=2, keepdims=True)
         return _enforce_min_lift(theta, counts, polarity, self.min_lift)
 
     def _posteriors(self, votes: IntArray, prior: FloatArray, theta: FloatArray) -> FloatArray:
-        """E-step: P(class | outcome pattern), computed in log space; abstentions weighted by abstain_weight.
+        """E-step: P(class | outcome pattern), computed in log space; abstentions discounted (see fit).
 
         A pattern without a single vote gets the class prior: discounted abstentions would be all its evidence.
         """
         log_theta = np.log(theta)
-        log_theta[:, :, 0] *= self.abstain_weight
+        log_theta[:, :, 0] *= self._abstain_scale
         scores = np.tile(np.log(prior), (len(votes), 1))
         for j in range(votes.shape[1]):
             scores += log_theta[j][:, votes[:, j]].T
@@ -197,6 +293,18 @@ class LabelModel:
         scores -= scores.max(axis=1, keepdims=True)
         probs = np.exp(scores)
         return np.asarray(probs / probs.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def _vote_shares(votes: IntArray, counts: IntArray, gold: IntArray, k: int) -> FloatArray:
+    """The class shares the votes support: each row with a vote spreads one unit over the classes in
+    proportion to its votes; rows with gold count their gold class instead (the better evidence)."""
+    tallies = np.stack([(votes == c + 1).sum(axis=1) for c in range(k)], axis=1).astype(np.float64)
+    voted = tallies.sum(axis=1)
+    shares = np.divide(tallies, voted[:, None], out=np.zeros_like(tallies), where=voted[:, None] > 0)
+    known = gold != ABSTAIN
+    shares[known] = np.eye(k)[gold[known]]
+    total = (shares * counts[:, None]).sum(axis=0) + 1.0  # +1: no class is ever impossible
+    return np.asarray(total / total.sum(), dtype=np.float64)
 
 
 def _enforce_min_lift(theta: FloatArray, counts: FloatArray, polarity: NDArray[np.bool_], lift: float) -> FloatArray:

@@ -15,7 +15,7 @@ import heapq
 import random
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +50,10 @@ class SimulationConfig:
     duplicate_rate: float = 0.01
     late_rate: float = 0.05
     pii_rate: float = 0.03
+    # Signal-rate multipliers (keyword-only): how much likelier than by default a user copies or edits an
+    # output, for traffic unlike the default mix (e.g. copy_scale=0.1, edit_scale=2.0 with rating_rate=0).
+    copy_scale: float = field(default=1.0, kw_only=True)
+    edit_scale: float = field(default=1.0, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -205,11 +209,11 @@ def _interaction(
         feedback("dwell", rng.uniform(5, 30), dwell_ms=int(rng.lognormvariate(10.0 if good else 8.6, 0.6)))
     silent = not good and rng.random() < 0.3  # bad and the user just leaves: inferred later
     if not silent:
-        if chance(0.55, 0.08):
+        if chance(0.55 * config.copy_scale, 0.08 * config.copy_scale):
             feedback("copy", rng.uniform(3, 40), chars=len(output))
         if chance(0.45, 0.06):
             feedback("accept", rng.uniform(3, 60))
-        if chance(0.12, 0.45):
+        if chance(min(1.0, 0.12 * config.edit_scale), min(1.0, 0.45 * config.edit_scale)):
             kept = _edit_text(rng, output, heavy=not good, good_alternative=good_text)
             feedback("edit", rng.uniform(10, 120), text=kept)
         if chance(0.005, 0.06):

@@ -29,7 +29,8 @@ def draw(
 @pytest.mark.parametrize("prior", [[0.5, 0.5], [0.8, 0.2], [0.5, 0.3, 0.2]])
 def test_recovers_the_accuracies_and_class_balance_it_was_drawn_from(prior: list[float]) -> None:
     votes, truth = draw(100_000, prior)
-    model = LabelModel(len(prior)).fit(votes)
+    # balance_strength=0: no pull toward the vote shares, which are flatter than the truth with noisy functions.
+    model = LabelModel(len(prior), balance_strength=0.0).fit(votes)
     np.testing.assert_allclose(model.accuracies_, ACCURACY, atol=0.01)
     np.testing.assert_allclose(model.class_balance_, prior, atol=0.01)
     proba = model.predict_proba(votes)
@@ -74,7 +75,8 @@ def test_rows_where_every_function_abstains_get_the_class_prior() -> None:
     model = LabelModel(2).fit(votes)
     proba = model.predict_proba(np.full((3, votes.shape[1]), -1))
     np.testing.assert_allclose(proba, np.tile(model.class_balance_, (3, 1)))
-    np.testing.assert_array_equal(model.predict(np.full((3, votes.shape[1]), -1)), [0, 0, 0])
+    silent = np.full((3, votes.shape[1]), -1)
+    np.testing.assert_array_equal(model.predict(silent, no_vote="prior"), [0, 0, 0])
 
 
 def test_an_all_abstain_column_gives_no_nans() -> None:
