@@ -7,6 +7,10 @@ make a writer exactly-once (capture stores its Kafka offsets this way, in the sa
 
 from __future__ import annotations
 
+import io
+import json
+import time
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -17,6 +21,8 @@ from flywheel_feedback.services.lake.store import ObjectStore
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
+    from deltalake import Schema as DeltaSchema
+    from deltalake.transaction import AddAction
 
 
 @dataclass(frozen=True)
@@ -61,19 +67,70 @@ def append(
     transactions: Mapping[str, int] | None = None,
     compression_level: int = 1,
 ) -> None:
-    """One commit adding `frame`'s rows, with the writers' versions (`transactions`) in the same commit."""
-    from deltalake import CommitProperties, Transaction, WriterProperties, write_deltalake
+    """One commit adding `frame`'s rows, with the writers' versions (`transactions`) in the same commit.
 
+    The data files are written by polars through the store (where: local or S3; how: Parquet), then the
+    commit names them: a file no commit names (a writer died in between) is invisible, and vacuum removes it.
+    delta-rs's own writer does the same work at about twice the cost and memory (bench/capture.py)."""
+    from deltalake import CommitProperties, Transaction
+    from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+
+    frame = frame.select(spec.schema.names()).cast(spec.schema)
+    actions: list[AddAction] = [
+        _write_file(store, spec, part, compression_level) for part in _partitions(frame, spec.partition_by)
+    ]
     txns = [Transaction(app_id=app_id, version=v) for app_id, v in (transactions or {}).items()]
-    write_deltalake(
-        store.table_uri(spec.name),
-        frame.select(spec.schema.names()).cast(spec.schema).to_arrow(),
-        mode="append",
-        partition_by=list(spec.partition_by) or None,
-        storage_options=store.storage_options(),
-        writer_properties=WriterProperties(compression="ZSTD", compression_level=compression_level),
-        commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=50),
-    )
+    commit = CommitProperties(app_transactions=txns, max_commit_retries=50)
+    table = open_table(store, spec)
+    if table is None:
+        create_table_with_add_actions(
+            store.table_uri(spec.name), _delta_schema(spec), actions, mode="append",
+            partition_by=list(spec.partition_by) or None, storage_options=store.storage_options(),
+            commit_properties=commit,
+        )
+    else:
+        table.create_write_transaction(
+            list[AddAction | RemoveAction](actions), mode="append", schema=table.schema(),
+            partition_by=list(spec.partition_by) or None, commit_properties=commit,
+        )
+
+
+def _partitions(frame: pl.DataFrame, columns: Sequence[str]) -> list[tuple[dict[str, str | None], pl.DataFrame]]:
+    if not columns:
+        return [({}, frame)]
+    if all(frame.get_column(c).n_unique() == 1 for c in columns):  # the usual flush: no split, no copy
+        values = {c: frame.get_column(c)[0] for c in columns}
+        return [({c: _partition_text(v) for c, v in values.items()}, frame.drop(columns))]
+    return [
+        ({c: _partition_text(v) for c, v in zip(columns, key, strict=True)}, part.drop(columns))
+        for key, part in frame.group_by(list(columns), maintain_order=True)
+    ]
+
+
+def _partition_text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _write_file(
+    store: ObjectStore, spec: TableSpec, part: tuple[dict[str, str | None], pl.DataFrame], compression_level: int
+) -> AddAction:
+    from deltalake.transaction import AddAction
+
+    values, rows = part
+    folder = "/".join(f"{c}={'__HIVE_DEFAULT_PARTITION__' if v is None else v}" for c, v in values.items())
+    path = f"{folder}/part-{uuid.uuid4().hex}.zstd.parquet" if folder else f"part-{uuid.uuid4().hex}.zstd.parquet"
+    buf = io.BytesIO()
+    rows.write_parquet(buf, compression="zstd", compression_level=compression_level)
+    data = buf.getvalue()
+    store.put(f"{spec.name}/{path}", data)
+    stats = {"numRecords": rows.height}
+    return AddAction(path, len(data), values, int(time.time() * 1000), True, json.dumps(stats))
+
+
+def _delta_schema(spec: TableSpec) -> DeltaSchema:
+    from deltalake import Schema
+
+    return Schema.from_arrow(pl.DataFrame(schema=spec.schema).to_arrow().schema)
 
 
 def scan(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> pl.LazyFrame:
