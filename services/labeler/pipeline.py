@@ -14,7 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -45,6 +45,9 @@ from flywheel_feedback.services.lake.tables import (
 )
 
 log = logging.getLogger(__name__)
+
+# How much more is audited while the label model has fallen back to weighted majority vote.
+FALLBACK_AUDIT_FACTOR = 5
 
 CARDINALITY = 2
 OUTBOX_SCHEMA = {
@@ -88,6 +91,8 @@ class PassResult:
     gold: int = 0
     queued: dict[str, int] = field(default_factory=dict)
     label_model_version: str = ""
+    # why the fit was degenerate and weighted majority vote labeled instead (None: the label model did)
+    label_model_fallback: str | None = None
     lf_fingerprint: str = ""
     seconds: float = 0.0
 
@@ -154,6 +159,12 @@ def label_pass(
     gold_vector = features.get_column("gold_label").fill_null(ABSTAIN).to_numpy()
     say("label model")
     model = LabelModel(cardinality=CARDINALITY, seed=options.seed).fit(L, gold=gold_vector)
+    fallback = model.fallback_  # None, or why the fit was degenerate (then weighted majority vote labels)
+    routing = options.routing
+    if fallback is not None:
+        # Labels from the safe model are less sure: audit more of them, so annotators measure the damage.
+        log.warning("label model fit degenerate (%s): weighted majority vote labels this pass", fallback)
+        routing = replace(routing, audit_rate=min(1.0, max(routing.audit_rate * FALLBACK_AUDIT_FACTOR, 0.05)))
     probs = model.predict_proba(L)
     covered = (L != ABSTAIN).any(axis=1)
     weak = np.where(covered, probs.argmax(axis=1), ABSTAIN)
@@ -190,14 +201,15 @@ def label_pass(
             pl.col("explicit_label").alias("explicit"),
             "implicit_label",
         ),
-        config=options.routing,
+        config=routing,
         # other writers queue too (slice renewal): routing judges only its own queues
         already_queued=queued_before.filter(pl.col("queue").is_in(QUEUES)).select("interaction_id", "queue"),
         seed=options.seed,
     ).with_columns(pl.lit(snapshot).alias("snapshot"))
 
     summary = lf_summary(L, names, gold=gold_vector if (gold_vector != ABSTAIN).any() else None,
-                         accuracies=model.accuracies_)
+                         accuracies=model.accuracies_).with_columns(
+        pl.lit(fallback, dtype=pl.String).alias("label_model_fallback"))
     write_table(store, LABELS_KEY, labels)
     write_table(store, ISSUES_KEY, labels.filter(pl.col("is_issue")).select(
         "interaction_id", "label", "suggested_label", "label_quality", "label_model_version", "snapshot"))
@@ -210,6 +222,7 @@ def label_pass(
             "snapshot": snapshot,
             "lf_fingerprint": registry.fingerprint,
             "label_model_version": model.version,
+            "label_model_fallback": fallback,
             "finished_at": datetime.now(UTC).isoformat(),
             "lf_failures": registry.failures,
         },
@@ -224,6 +237,7 @@ def label_pass(
         gold=int((gold_vector != ABSTAIN).sum()),
         queued=queued,
         label_model_version=model.version,
+        label_model_fallback=fallback,
         lf_fingerprint=registry.fingerprint,
         seconds=time.perf_counter() - started,
     )

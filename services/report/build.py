@@ -160,6 +160,11 @@ def _labels(labels: pl.DataFrame | None, summary: pl.DataFrame | None) -> str:
         body += table(cols, summary.select(cols).rows())
     version = labels["label_model_version"][0] if "label_model_version" in labels.columns else "?"
     body += f"<p>label model {escape(str(version))}</p>"
+    has_fallback = summary is not None and "label_model_fallback" in summary.columns and summary.height > 0
+    fallback = summary["label_model_fallback"][0] if summary is not None and has_fallback else None
+    if fallback:
+        body += (f"<p class='alarm'>the label model's fit was degenerate ({escape(str(fallback))}): weighted majority "
+                 "vote labeled the last pass, and more items went to the audit queue</p>")
     return _section("labels", "Labels and labeling functions", body)
 
 

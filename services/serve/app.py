@@ -123,6 +123,7 @@ class FlywheelServer:
             if result.changed:
                 self.metrics.labeled.inc(result.interactions)
                 self.metrics.label_passes.inc()
+                self.metrics.label_fallback.set(1 if result.label_model_fallback else 0)
                 self.metrics.label_rate.set(result.interactions / max(result.seconds, 1e-9))
 
         stages = [Stage("labeler", self.settings.label_interval_s, label)]

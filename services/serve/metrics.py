@@ -31,6 +31,11 @@ class FlywheelMetrics:
             "flywheel_labeler_interactions_per_second", "Labels per second in the last pass", registry=r
         )
         self.label_passes = Counter("flywheel_labeler_passes", "Labeler passes that changed the labels", registry=r)
+        self.label_fallback = Gauge(
+            "flywheel_label_model_fallback",
+            "1 while the last pass labeled with weighted majority vote because the label model's fit was degenerate",
+            registry=r,
+        )
         self.queue_depth = Gauge("flywheel_queue_depth", "Outbox items not yet sent to Argilla", ["queue"], registry=r)
         self.gold = Gauge("flywheel_gold_labels", "Human answers landed in the lake", registry=r)
         self.slice_age = Gauge(
