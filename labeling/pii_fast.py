@@ -20,6 +20,7 @@ from flywheel_feedback.labeling.pii_recognizers import (
     iban_ok,
     ip_ok,
     luhn_ok,
+    phone_ok,
     ssn_ok,
 )
 
@@ -31,10 +32,13 @@ PREFILTER: Final = (
     r"|\d[\d \-.()/]{5,}\d"  # phones, cards, SSNs, IBANs' digits, IPv4
     r"|[0-9A-Fa-f]{0,4}:[0-9A-Fa-f]{0,4}:"  # IPv6
     r"|sk-|sk_|pk_|rk_|AKIA|ASIA|ABIA|ACCA|gh[pousr]_|github_pat_|glpat-|xox[a-z]-|AIza|eyJ"
-    r"|(?i:bearer|password|passwd|pwd|passwort|mot de passe|contraseña|secret|api.?key|token|ssn|social security)"
+    r"|(?i:bearer)\s+\S{12}"
+    # a keyword only with an assignment after it: "I forgot my password" is everyday traffic
+    r"|(?i:password|passwd|pwd|passwort|mot de passe|contraseña|secret|api.?key|token)\s*(?:[:=]|is\s|est\s|ist\s|es\s)"
 )
 
-_EMAIL: Final = re.compile(r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}")
+# \w is Unicode here: addresses may hold non-ASCII letters (lucía.lópez@...)
+_EMAIL: Final = re.compile(r"[\w.%+\-]+@[\w\-]+(?:\.[\w\-]+)*\.[^\W\d_]{2,}")
 # 13-19 digits in groups; the leading digit of every major network (Amex 3, Visa 4, MC 2/5, Discover 6)
 _CARD: Final = re.compile(r"(?<![\d\-])[2-6]\d{0,3}(?:[ \-]?\d){11,18}(?![\d])")
 _IBAN: Final = re.compile(r"\b[A-Z]{2}\d{2}(?:[ \-]?[A-Z0-9]{4}){2,7}(?:[ \-]?[A-Z0-9]{1,3})?\b")
@@ -42,6 +46,7 @@ _SSN: Final = re.compile(r"\b\d{3}[\- .]\d{2}[\- .]\d{4}\b")
 _IPV4: Final = re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}\b")
 _IPV6: Final = re.compile(r"(?<![\w:.])(?=[0-9A-Fa-f:]*[0-9A-Fa-f])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 _PHONE_HINT: Final = re.compile(r"\d[\d \-.()/]{5,}\d")
+_WINDOW_MARGIN: Final = 4  # a leading "+", "(+" or "00" and one neighbour on each side for the matcher
 
 
 def find_spans_fast(text: str) -> list[Span]:
@@ -74,9 +79,16 @@ def _iban_span(text: str, match: re.Match[str]) -> Span | None:
 
 
 def _phones(text: str) -> list[Span]:
+    """Phone numbers, by phonenumbers' matcher run on the windows around digit runs, not the whole text."""
     found: dict[tuple[int, int], Span] = {}
-    for region in PHONE_REGIONS:
-        # leniency VALID, as Presidio's PhoneRecognizer: the number must exist in the region's plan
-        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
-            found.setdefault((match.start, match.end), Span(match.start, match.end, "PHONE"))
+    for hint in _PHONE_HINT.finditer(text):
+        offset = max(0, hint.start() - _WINDOW_MARGIN)
+        window = text[offset:hint.end() + 1]
+        regions = PHONE_REGIONS[:1] if "+" in window[:_WINDOW_MARGIN + 1] else PHONE_REGIONS
+        for region in regions:
+            # leniency VALID, as Presidio's PhoneRecognizer: the number must exist in the region's plan
+            for match in phonenumbers.PhoneNumberMatcher(window, region, leniency=phonenumbers.Leniency.VALID):
+                start, end = offset + match.start, offset + match.end
+                if phone_ok(text, start, end):
+                    found.setdefault((start, end), Span(start, end, "PHONE"))
     return list(found.values())

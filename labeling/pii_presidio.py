@@ -15,7 +15,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any, Final
 
 from flywheel_feedback.labeling.pii_fast import PHONE_REGIONS
-from flywheel_feedback.labeling.pii_recognizers import Kind, Span, find_secrets
+from flywheel_feedback.labeling.pii_recognizers import Kind, Span, find_secrets, phone_ok
 
 if TYPE_CHECKING:  # heavy imports, for the type checker only
     from presidio_analyzer import AnalyzerEngine
@@ -129,6 +129,7 @@ def find_spans_full(text: str) -> list[Span]:
         Span(r.start, r.end, ENTITY_KINDS[r.entity_type])
         for r in results
         if r.score >= MIN_SCORE.get(r.entity_type, DEFAULT_MIN_SCORE)
+        and (r.entity_type != "PHONE_NUMBER" or phone_ok(text, r.start, r.end))
     ]
 
 

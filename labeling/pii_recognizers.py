@@ -72,8 +72,10 @@ SECRET_PATTERNS: Final[tuple[SecretPattern, ...]] = (
     # nine digits are an SSN only when said so; Presidio scores bare nine-digit runs near zero
     SecretPattern("ssn_context", "SSN", _p(r"(?i)\b(?:ssn|social security(?: number| no\.?)?)[\s:#]*(\d{9})\b"),
                   group=1),
-    # Amex numbers are grouped 4-6-5, a shape Presidio's card pattern does not take; Luhn still decides
+    # card shapes Presidio's card pattern does not take: Amex grouped 4-6-5, Mastercard's 2221-2720
+    # series; Luhn still decides
     SecretPattern("amex_grouped", "CARD", _p(r"\b3[47]\d{2}[ \-]\d{6}[ \-]\d{5}\b")),
+    SecretPattern("mastercard_2", "CARD", _p(r"\b2[2-7]\d{2}(?:[ \-]?\d{4}){3}\b")),
 )
 
 
@@ -83,12 +85,30 @@ def find_secrets(text: str) -> list[Span]:
     for spec in SECRET_PATTERNS:
         for match in spec.pattern.finditer(text):
             start, end = match.span(spec.group)
+            if spec.name == "mastercard_2" and not 2221 <= int(text[start:start + 4]) <= 2720:
+                continue
             if spec.kind == "CARD" and not luhn_ok(text[start:end]):
                 continue
             if spec.kind == "SSN" and not ssn_ok(text[start:end]):
                 continue
             found.append(Span(start, end, spec.kind))
     return found
+
+
+# shapes phonenumbers accepts in some region that people mean otherwise: 02.12.2026, 2026-11-15
+_DATE_LIKE: Final = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{2}|\d{4})|\d{4}-\d{2}-\d{2}")
+
+
+def phone_ok(text: str, start: int, end: int) -> bool:
+    """Whether a number phonenumbers matched at text[start:end] reads as a phone number.
+
+    Not when it is glued to an identifier (INV-2026-004817, ORD/0480478: a letter or digit, maybe
+    through a dash, slash or underscore, right before it) or when it reads as a date.
+    """
+    before = text[max(0, start - 2):start]
+    if before[-1:].isalnum() or (len(before) == 2 and before[1] in "-/_#" and before[0].isalnum()):
+        return False
+    return not _DATE_LIKE.fullmatch(text[start:end])
 
 
 def digits_of(text: str) -> str:
