@@ -39,7 +39,8 @@ OLD_PATTERNS = (
     ("[SECRET]", r"\b(?:ghp|gho|ghu|ghs|github_pat|glpat|xox[abpr])[-_][A-Za-z0-9_\-]{10,}"),
     ("[SECRET]", r"\bAKIA[0-9A-Z]{16}\b"),
     ("[SECRET]", r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-    ("[SECRET]", r"(?i)\b(?:bearer|token|api[_\- ]?key|secret|password)\b(?:\s*[:=]\s*|\s+is\s+|\s+)[A-Za-z0-9_\-.]{8,}"),
+    ("[SECRET]",
+     r"(?i)\b(?:bearer|token|api[_\- ]?key|secret|password)\b(?:\s*[:=]\s*|\s+is\s+|\s+)[A-Za-z0-9_\-.]{8,}"),
     ("[CARD]", r"\b(?:\d[ \-]?){12,18}\d\b"),
     ("[PHONE]", r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){0,3}[ .\-]\d{3,4}\b"),
 )
@@ -75,7 +76,8 @@ def report(name: str, engine: Engine, s: Scores) -> None:
               f"{s.precision([kind]):9.3f}{note}")
     print(f"  detected kinds: recall {s.recall(DETECTED):.3f}  precision {s.precision():.3f}")
     if s.false_positives:
-        print("  false positives by what they hit: " + ", ".join(f"{k} {v}" for k, v in s.false_positives.most_common()))
+        hits = ", ".join(f"{k} {v}" for k, v in s.false_positives.most_common())
+        print(f"  false positives by what they hit: {hits}")
 
 
 def traffic_rows(n: int, *, seed: int) -> list[str]:

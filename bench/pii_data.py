@@ -37,7 +37,8 @@ FRAMES: dict[str, list[str]] = {
            "Résume ce ticket : {a}. Le client ajoute que {b}.", "{a}. {b}.", "Pour info : {a}, alors que {b}."],
     "es": ["Hola, {a}. Además, {b}.", "{a} – y {b}, ¡gracias!", "Una pregunta: ¿{a}? Por cierto, {b}.",
            "Por favor actualiza mi cuenta. {a}; {b}.", "Redacta una respuesta: {a} y {b}.",
-           "Resume este ticket: {a}. El cliente añade que {b}.", "{a}. {b}.", "Para tu información: {a}, mientras {b}."],
+           "Resume este ticket: {a}. El cliente añade que {b}.", "{a}. {b}.",
+           "Para tu información: {a}, mientras {b}."],
 }
 
 # Phrases around a value, per kind family and language ({x} is the value).
@@ -109,8 +110,10 @@ def email(rng: random.Random) -> str:
 # (region, national-significant-number generator, formats as (international?, separators))
 PHONE_PLANS: dict[str, Callable[[random.Random], str]] = {
     "US": lambda r: rng_choice(r, ["212", "415", "617", "312", "206", "303"]) + str(r.randint(2, 9)) + digits(r, 6),
-    "GB": lambda r: rng_choice(r, ["20" + str(r.randint(7, 8)) + digits(r, 7), "7" + str(r.randint(4, 9)) + digits(r, 8)]),
-    "DE": lambda r: rng_choice(r, ["30" + digits(r, 7), "89" + digits(r, 7), "15" + str(r.randint(1, 2)) + digits(r, 8)]),
+    "GB": lambda r: rng_choice(r, ["20" + str(r.randint(7, 8)) + digits(r, 7),
+                                   "7" + str(r.randint(4, 9)) + digits(r, 8)]),
+    "DE": lambda r: rng_choice(r, ["30" + digits(r, 7), "89" + digits(r, 7),
+                                   "15" + str(r.randint(1, 2)) + digits(r, 8)]),
     "FR": lambda r: str(r.choice([1, 2, 3, 4, 5, 6, 7])) + digits(r, 8),
     "IN": lambda r: str(r.randint(7, 9)) + digits(r, 9),
 }
@@ -146,13 +149,17 @@ def phone(rng: random.Random) -> str:
 def card(rng: random.Random, *, valid: bool = True) -> str:
     network = rng.choice(["visa", "mc", "mc2", "amex"])
     body = {"visa": "4" + digits(rng, 14), "mc": "5" + str(rng.randint(1, 5)) + digits(rng, 13),
-            "mc2": "2" + str(rng.randint(221, 720)) + digits(rng, 11), "amex": rng.choice(["34", "37"]) + digits(rng, 12)}[network]
+            "mc2": "2" + str(rng.randint(221, 720)) + digits(rng, 11),
+            "amex": rng.choice(["34", "37"]) + digits(rng, 12)}[network]
     check = luhn_digit(body)
     if not valid:
         check = str((int(check) + rng.randint(1, 9)) % 10)
     number = body + check
     sep = rng.choice([" ", "-", ""])
-    groups = [number[:4], number[4:10], number[10:]] if network == "amex" else [number[i:i + 4] for i in range(0, 16, 4)]
+    if network == "amex":
+        groups = [number[:4], number[4:10], number[10:]]
+    else:
+        groups = [number[i:i + 4] for i in range(0, 16, 4)]
     return sep.join(groups)
 
 

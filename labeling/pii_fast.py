@@ -14,6 +14,7 @@ from typing import Final
 import phonenumbers
 
 from flywheel_feedback.labeling.pii_recognizers import (
+    DATE_LIKE,
     IBAN_LENGTHS,
     Span,
     find_secrets,
@@ -59,7 +60,7 @@ def find_spans_fast(text: str) -> list[Span]:
     spans += [Span(*m.span(), "IP") for m in _IPV4.finditer(text) if ip_ok(m.group(0))]
     spans += [Span(*m.span(), "IP") for m in _IPV6.finditer(text) if m.group(0).count(":") >= 2 and ip_ok(m.group(0))]
     if _PHONE_HINT.search(text):
-        spans += _phones(text)
+        spans += _phones(text, taken=spans)
     return spans
 
 
@@ -78,10 +79,16 @@ def _iban_span(text: str, match: re.Match[str]) -> Span | None:
     return Span(start, end, "IBAN") if iban_ok(text[start:end]) else None
 
 
-def _phones(text: str) -> list[Span]:
-    """Phone numbers, by phonenumbers' matcher run on the windows around digit runs, not the whole text."""
+def _phones(text: str, *, taken: list[Span]) -> list[Span]:
+    """Phone numbers, by phonenumbers' matcher run on the windows around digit runs, not the whole text.
+
+    The matcher is most of the bulk path's time, so runs inside a card, IBAN, SSN, IP or key found
+    already (they win the overlap anyway) and runs shaped as dates are not offered to it.
+    """
     found: dict[tuple[int, int], Span] = {}
     for hint in _PHONE_HINT.finditer(text):
+        if any(s.start <= hint.start() and hint.end() <= s.end for s in taken) or DATE_LIKE.fullmatch(hint.group(0)):
+            continue
         offset = max(0, hint.start() - _WINDOW_MARGIN)
         window = text[offset:hint.end() + 1]
         regions = PHONE_REGIONS[:1] if "+" in window[:_WINDOW_MARGIN + 1] else PHONE_REGIONS

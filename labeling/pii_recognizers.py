@@ -96,7 +96,7 @@ def find_secrets(text: str) -> list[Span]:
 
 
 # shapes phonenumbers accepts in some region that people mean otherwise: 02.12.2026, 2026-11-15
-_DATE_LIKE: Final = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{2}|\d{4})|\d{4}-\d{2}-\d{2}")
+DATE_LIKE: Final = re.compile(r"\d{1,2}[./\-]\d{1,2}[./\-](?:\d{2}|\d{4})|\d{4}-\d{2}-\d{2}")
 
 
 def phone_ok(text: str, start: int, end: int) -> bool:
@@ -108,7 +108,7 @@ def phone_ok(text: str, start: int, end: int) -> bool:
     before = text[max(0, start - 2):start]
     if before[-1:].isalnum() or (len(before) == 2 and before[1] in "-/_#" and before[0].isalnum()):
         return False
-    return not _DATE_LIKE.fullmatch(text[start:end])
+    return not DATE_LIKE.fullmatch(text[start:end])
 
 
 def digits_of(text: str) -> str:

@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
 import polars as pl
 import pytest
 
-from flywheel_feedback.labeling.pii import Engine, find_pii, mask_columns, mask_expr, mask_text
+from flywheel_feedback.labeling.pii import Engine, find_pii, find_pii_spans, mask_columns, mask_expr, mask_text
+from flywheel_feedback.labeling.pii_eval import Scores
+from flywheel_feedback.labeling.pii_presidio import analyzer
+from flywheel_feedback.labeling.pii_recognizers import KINDS
 from flywheel_feedback.services.simulator.traffic import PII_SNIPPETS, planted_card
 
 PLANTED = [
@@ -54,3 +62,70 @@ def test_the_simulator_plants_only_what_the_masker_finds() -> None:
 
 def test_none_stays_none() -> None:
     assert mask_text(None) is None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize(("text", "masked"), [
+    # what the regex masking this replaced got wrong
+    ("call 4155550192 tonight", "call [PHONE_1] tonight"),
+    ("ruf +49 30 901820 an", "ruf [PHONE_1] an"),
+    ("IBAN DE89 3704 0044 0532 0130 00, danke", "IBAN [IBAN_1], danke"),
+    ("IBAN DE89370400440532013000", "IBAN [IBAN_1]"),
+    ("my SSN is 536-22-4187", "my SSN is [SSN_1]"),
+    ("card 4111 1111 1111 1111, not 4111 1111 1111 1112", "card [CARD_1], not 4111 1111 1111 1112"),
+    ("invoice INV-2026-004817 from 02.12.2026", "invoice INV-2026-004817 from 02.12.2026"),
+    ("from 192.168.1.20 and 2001:db8::8a2e:370:7334", "from [IP_1] and [IP_2]"),
+    ("keys sk-ant-api03-abcdefghijklmnopqrstuvwxyz and AIzaSyA1234567890abcdefghijklmnopqrstuv",
+     "keys [KEY_1] and [KEY_2]"),
+])
+def test_the_cases_the_old_masking_got_wrong(text: str, masked: str, engine: Engine) -> None:
+    assert mask_text(text, engine=engine) == masked
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_the_same_value_gets_the_same_placeholder_within_a_record(engine: Engine) -> None:
+    text = "write to Jane@Example.com, then jane@example.com, not bob@example.org; card 4111-1111-1111-1111"
+    assert mask_text(text + " or 4111 1111 1111 1111", engine=engine) == (
+        "write to [EMAIL_1], then [EMAIL_1], not [EMAIL_2]; card [CARD_1] or [CARD_1]"
+    )
+    frame = pl.DataFrame({"a": ["mail a@example.com", "mail c@example.com"],
+                          "b": ["b@example.com or a@example.com", "c@example.com"]})
+    out = mask_columns(frame, ["a", "b"], engine=engine)
+    if engine == "presidio":  # an Argilla record's fields share the numbering; the next record starts again
+        assert out.rows() == [("mail [EMAIL_1]", "[EMAIL_2] or [EMAIL_1]"), ("mail [EMAIL_1]", "[EMAIL_1]")]
+    else:  # the bulk path numbers within each text
+        assert out.rows() == [("mail [EMAIL_1]", "[EMAIL_1] or [EMAIL_2]"), ("mail [EMAIL_1]", "[EMAIL_1]")]
+
+
+def heldout() -> list[dict[str, Any]]:
+    path = Path(__file__).resolve().parents[2] / "bench" / "data" / "pii" / "heldout.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+@pytest.mark.parametrize(("engine", "min_recall", "min_precision"), [("presidio", 0.95, 0.9), ("fast", 0.9, 0.9)])
+def test_both_paths_meet_their_floors_on_the_held_out_set(engine: Engine, min_recall: float,
+                                                          min_precision: float) -> None:
+    scores = Scores()
+    for r in heldout():
+        def spans(key: str, r: dict[str, Any] = r) -> list[tuple[int, int, str]]:
+            return [(s["start"], s["end"], s["kind"]) for s in r[key]]
+        scores.add(r["text"], spans("spans"), find_pii_spans(r["text"], engine=engine), spans("negatives"))
+    detected = [k for k in KINDS if k != "SECRET"]
+    assert all(scores.gold[k] >= 50 for k in detected), scores.gold  # every kind is really measured
+    assert scores.recall(detected) >= min_recall and scores.precision() >= min_precision
+    assert min(scores.recall([k]) for k in detected) >= 0.85, {k: scores.recall([k]) for k in detected}
+
+
+def test_tldextract_never_fetches_the_suffix_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    import tldextract.tldextract
+
+    analyzer()  # configures tldextract before Presidio's e-mail recognizer uses it
+    extractor = tldextract.tldextract.TLD_EXTRACTOR
+    assert extractor.suffix_list_urls == () and extractor.fallback_to_snapshot
+
+    def no_network(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("tldextract tried the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    assert mask_text("mail ops@example.co.uk", engine="presidio") == "mail [EMAIL_1]"
+    assert tldextract.extract("ops.example.co.uk").suffix == "co.uk"
