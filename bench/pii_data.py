@@ -123,13 +123,18 @@ def rng_choice(rng: random.Random, options: list[str]) -> str:
     return rng.choice(options)
 
 
-def phone(rng: random.Random) -> str:
+def phone(rng: random.Random, *, half: int = 0) -> str:
     while True:
         region = rng.choice(list(PHONE_PLANS))
         nsn = PHONE_PLANS[region](rng)
         number = phonenumbers.parse(nsn, region) if region != "US" else phonenumbers.parse(nsn, "US")
         if phonenumbers.is_valid_number(number):
             break
+    if half == 1 and rng.random() < 0.25:
+        # held-out only, never seen while tuning: the 00 trunk prefix, and "+44 (0)20 ..." style
+        intl = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+        code, _, rest = intl.partition(" ")
+        return rng.choice(["00" + code[1:] + " " + rest, f"{code} (0){rest}" if region in ("GB", "DE") else intl])
     style = rng.choice(["intl", "national", "e164", "custom"])
     if style == "intl":
         return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
@@ -244,7 +249,7 @@ def negative(rng: random.Random) -> tuple[str, str]:
     return make(), kind
 
 
-def value(rng: random.Random, kind: str, lang: str) -> tuple[str, str]:
+def value(rng: random.Random, kind: str, lang: str, *, half: int) -> tuple[str, str]:
     if kind == "KEY":
         return key(rng)
     if kind == "NAME":
@@ -253,7 +258,10 @@ def value(rng: random.Random, kind: str, lang: str) -> tuple[str, str]:
     if kind == "ADDRESS":
         address = STREETS[lang].format(n=rng.randint(1, 200))
         return address, address
-    made = {"EMAIL": email, "PHONE": phone, "CARD": card, "IBAN": iban, "SSN": ssn, "IP": ip}[kind](rng)
+    if kind == "PHONE":
+        number = phone(rng, half=half)
+        return number, number
+    made = {"EMAIL": email, "CARD": card, "IBAN": iban, "SSN": ssn, "IP": ip}[kind](rng)
     return made, made
 
 
@@ -275,7 +283,7 @@ def record(rng: random.Random, i: int, *, half: int) -> dict[str, object]:
             secret, family, target = inserted, "NEG", negatives
         else:
             label = rng.choices(list(KIND_WEIGHTS), weights=list(KIND_WEIGHTS.values()))[0]
-            (inserted, secret), family, target = value(rng, label, lang), label, spans
+            (inserted, secret), family, target = value(rng, label, lang, half=half), label, spans
         before, after = rng.choice(PHRASES[family][lang][half::2]).split("{x}")
         start = len(text) + len(before) + inserted.index(secret)
         target.append({"start": start, "end": start + len(secret), "kind": label})
