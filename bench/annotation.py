@@ -47,6 +47,7 @@ from flywheel_feedback.services.annotation.records import build_records, masked_
 from flywheel_feedback.services.lake.store import LocalStore
 from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, write_table
 from flywheel_feedback.services.settings import AnnotationSettings
+from flywheel_feedback.services.simulator.traffic import planted_card
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -63,7 +64,7 @@ OUTPUTS = [
     "Run git pull --rebase, resolve any conflicts, then push again.",
     "As an AI language model, I cannot open attachments.",
 ]
-PII = [" Reach me at sam.lee{n}@example.com.", " Call +1 415 555 {n:04d}.", " Card 4111 1111 1111 {n:04d}.", ""]
+PII = [" Reach me at sam.lee{n}@example.com.", " Call +1 415 555 {n:04d}.", " Card {card}.", ""]
 
 
 def stack_env() -> dict[str, str]:
@@ -87,7 +88,8 @@ def build_lake(store: LocalStore, n: int) -> None:
         "interaction_id": ids,
         "task": ["reply-draft"] * n,
         "model_version": ["2026-11-15" if k % 3 else "2026-11-22" for k in range(n)],
-        "input_text": [PROMPTS[k % 4] + PII[k % 7 % 4].format(n=k % 10_000) for k in range(n)],
+        "input_text": [PROMPTS[k % 4] + PII[k % 7 % 4].format(n=k % 10_000, card=planted_card(k % 10_000))
+                       for k in range(n)],
         "output_text": [OUTPUTS[k % 4] for k in range(n)],
         "edited_text": [OUTPUTS[k % 4][:40] + " (edited)" if k % 5 == 0 else None for k in range(n)],
         "correction_text": [None] * n,

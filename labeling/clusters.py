@@ -23,8 +23,8 @@ from numpy.typing import NDArray
 
 # Words of two letters or more; numbers (order ids, prices, dates) would split one topic into many.
 TOKEN_PATTERN: Final = r"(?u)\b[a-zA-Z][a-zA-Z]+\b"
-# labeling.pii's placeholders ([EMAIL], [CARD], ...) say nothing about the topic
-_PLACEHOLDER: Final = re.compile(r"\[[A-Z]+\]")
+# labeling.pii's placeholders ([EMAIL_1], [CARD_2], ...) say nothing about the topic
+_PLACEHOLDER: Final = re.compile(r"\[[A-Z]+(?:_\d+)?\]")
 NAME_TERMS: Final = 3
 
 

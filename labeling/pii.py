@@ -1,77 +1,133 @@
 """Masking of personal data and secrets before anything leaves for Argilla or an export.
 
-E-mail addresses, card numbers, phone numbers, API keys and tokens become placeholders such as
-`[EMAIL]`. The patterns lean towards masking too much: a false positive costs a word, a miss
-leaks a customer's data. Order matters: keys and cards are masked before phone numbers, whose
-pattern would otherwise eat their digits.
+E-mail addresses, phone numbers, card numbers, IBANs, US SSNs, IP addresses, API keys and tokens, and
+values assigned to passwords become typed, numbered placeholders: `[EMAIL_1]`, `[PHONE_2]`, `[KEY_1]`.
+Within a record the same value always gets the same placeholder and different values different numbers,
+so a reader still sees "the customer wrote to [EMAIL_1] twice and once to [EMAIL_2]". Numbers restart
+in every record (an Argilla record's fields share them; on the bulk path, each text is its own record),
+so a placeholder never links two records.
+
+Two engines find what to mask:
+- "presidio" (the Argilla path, where people read the text): Presidio's analyzer, see `labeling.pii_presidio`.
+- "fast" (exports, slices, the labels table): `labeling.pii_fast`, the same validators without Presidio;
+  polars runs a prefilter over whole columns and only matching distinct texts reach Python.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+from collections import Counter
+from collections.abc import Sequence
+from typing import Literal
 
 import polars as pl
 
-# (placeholder, pattern); the patterns use only syntax both Python's re and Rust's regex accept.
-PATTERNS: Final[tuple[tuple[str, str], ...]] = (
-    ("[EMAIL]", r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)*\.[A-Za-z]{2,}"),
-    # provider keys and bearer tokens: sk-..., pk_live_..., ghp_..., xoxb-..., AKIA..., JWTs
-    ("[SECRET]", r"\b(?:sk|pk|rk)[-_](?:live|test|proj)?[-_]?[A-Za-z0-9_\-]{12,}"),
-    ("[SECRET]", r"\b(?:ghp|gho|ghu|ghs|github_pat|glpat|xox[abpr])[-_][A-Za-z0-9_\-]{10,}"),
-    ("[SECRET]", r"\bAKIA[0-9A-Z]{16}\b"),
-    ("[SECRET]", r"\beyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}"),
-    (
-        "[SECRET]",
-        r"(?i)\b(?:bearer|token|api[_\- ]?key|secret|password)\b(?:\s*[:=]\s*|\s+is\s+|\s+)[A-Za-z0-9_\-.]{8,}",
-    ),
-    ("[CARD]", r"\b(?:\d[ \-]?){12,18}\d\b"),
-    # ends in a group of 3-4 digits, so dates (2026-11-15) and prices are not phones
-    ("[PHONE]", r"(?:\+\d{1,3}[ .\-]?)?(?:\(\d{1,4}\)[ .\-]?)?\d{2,4}(?:[ .\-]\d{2,4}){0,3}[ .\-]\d{3,4}\b"),
-)
+from flywheel_feedback.labeling.pii_fast import PREFILTER, find_spans_fast
+from flywheel_feedback.labeling.pii_recognizers import PRIORITY, Kind, Span
 
-_COMPILED = tuple((placeholder, re.compile(pattern)) for placeholder, pattern in PATTERNS)
-_PHONE_MIN_DIGITS = 7
+Engine = Literal["presidio", "fast"]
+_PREFILTER = re.compile(PREFILTER)
 
 
-def mask_text(text: str | None) -> str | None:
-    """One string with its personal data and secrets masked."""
+class Placeholders:
+    """One record's numbering: the same (kind, value) → the same placeholder."""
+
+    def __init__(self) -> None:
+        self._assigned: dict[tuple[Kind, str], str] = {}
+        self._count: Counter[Kind] = Counter()
+
+    def __call__(self, kind: Kind, value: str) -> str:
+        key = (kind, _identity(kind, value))
+        if key not in self._assigned:
+            self._count[kind] += 1
+            self._assigned[key] = f"[{kind}_{self._count[kind]}]"
+        return self._assigned[key]
+
+
+def _identity(kind: Kind, value: str) -> str:
+    """What makes two findings the same value: "4111 1111 1111 1111" is "4111-1111-1111-1111"."""
+    if kind in ("PHONE", "CARD", "SSN"):
+        return ("+" if value.lstrip().startswith("+") else "") + "".join(ch for ch in value if ch.isdigit())
+    if kind == "IBAN":
+        return "".join(ch for ch in value if ch.isalnum()).upper()
+    if kind in ("EMAIL", "IP"):
+        return value.lower()
+    return value
+
+
+def resolve(spans: Sequence[Span]) -> list[Span]:
+    """Non-overlapping spans in text order: the more specific kind wins an overlap, then the longer span."""
+    chosen: list[Span] = []
+    for span in sorted(set(spans), key=lambda s: (PRIORITY[s.kind], s.start - s.end, s.start)):
+        if all(span.end <= c.start or span.start >= c.end for c in chosen):
+            chosen.append(span)
+    return sorted(chosen)
+
+
+def find_pii_spans(text: str, *, engine: Engine = "presidio") -> list[Span]:
+    """What would be masked in `text`, as resolved spans."""
+    if engine == "presidio":
+        from flywheel_feedback.labeling.pii_presidio import find_spans_full
+
+        return resolve(find_spans_full(text))
+    # the same gate as mask_series', so what is measured on one text is what a column gets
+    return resolve(find_spans_fast(text)) if _PREFILTER.search(text) else []
+
+
+def find_pii(text: str, *, engine: Engine = "presidio") -> list[str]:
+    """The values that would be masked in `text` (for tests and audits)."""
+    return [text[s.start:s.end] for s in find_pii_spans(text, engine=engine)]
+
+
+def mask_text(text: str | None, *, engine: Engine = "presidio", placeholders: Placeholders | None = None) -> str | None:
+    """One string with its personal data and secrets masked; pass `placeholders` to share a record's numbering."""
     if text is None:
         return None
-    for placeholder, pattern in _COMPILED:
-        if placeholder == "[PHONE]":
-            text = pattern.sub(_mask_phone, text)
-        else:
-            text = pattern.sub(placeholder, text)
-    return text
+    numbering = placeholders if placeholders is not None else Placeholders()
+    spans = find_pii_spans(text, engine=engine)
+    if not spans:
+        return text
+    if engine == "presidio":
+        from flywheel_feedback.labeling.pii_presidio import anonymize
+
+        for span in spans:  # numbered in text order here; the anonymizer replaces from the end
+            numbering(span.kind, text[span.start:span.end])
+        return anonymize(text, spans, numbering)
+    parts, last = [], 0
+    for span in spans:
+        parts += [text[last:span.start], numbering(span.kind, text[span.start:span.end])]
+        last = span.end
+    parts.append(text[last:])
+    return "".join(parts)
+
+
+def mask_series(series: pl.Series) -> pl.Series:
+    """A string column masked on the fast path: each distinct text that passes the prefilter, once."""
+    column = series.cast(pl.String)
+    flagged = column.str.contains(PREFILTER).fill_null(False)
+    candidates = column.filter(flagged).unique()
+    if candidates.is_empty():
+        return column
+    masked = pl.Series([mask_text(t, engine="fast") for t in candidates.to_list()], dtype=pl.String)
+    replaced = column.replace_strict(candidates, masked, default=column, return_dtype=pl.String)
+    return replaced.alias(series.name)
 
 
 def mask_expr(expr: pl.Expr) -> pl.Expr:
-    """The same masking as a polars expression, for whole columns at once."""
-    for placeholder, pattern in PATTERNS:
-        # polars has no replace callback, so short phone-shaped runs are masked too (the safe side)
-        expr = expr.str.replace_all(pattern, placeholder)
-    return expr
+    """The fast path as a polars expression, for whole columns at once."""
+    return expr.map_batches(mask_series, return_dtype=pl.String)
 
 
-def mask_columns(frame: pl.DataFrame, columns: list[str] | tuple[str, ...]) -> pl.DataFrame:
+def mask_columns(frame: pl.DataFrame, columns: Sequence[str], *, engine: Engine = "presidio") -> pl.DataFrame:
+    """`frame` with the listed columns masked. With "presidio", a row is a record: its fields share numbering."""
     present = [c for c in columns if c in frame.columns]
-    return frame.with_columns([mask_expr(pl.col(c)).alias(c) for c in present])
-
-
-def find_pii(text: str) -> list[str]:
-    """What would be masked in `text` (for tests and audits)."""
-    found: list[str] = []
-    for placeholder, pattern in _COMPILED:
-        for match in pattern.finditer(text):
-            if placeholder != "[PHONE]" or _digits(match.group(0)) >= _PHONE_MIN_DIGITS:
-                found.append(match.group(0))
-    return found
-
-
-def _mask_phone(match: re.Match[str]) -> str:
-    return "[PHONE]" if _digits(match.group(0)) >= _PHONE_MIN_DIGITS else match.group(0)
-
-
-def _digits(text: str) -> int:
-    return sum(ch.isdigit() for ch in text)
+    if not present:
+        return frame
+    if engine == "fast":
+        return frame.with_columns(mask_series(frame.get_column(c)).alias(c) for c in present)
+    masked: dict[str, list[str | None]] = {c: [] for c in present}
+    for row in frame.select(pl.col(c).cast(pl.String) for c in present).iter_rows():
+        numbering = Placeholders()
+        for name, value in zip(present, row, strict=True):
+            masked[name].append(mask_text(value, engine="presidio", placeholders=numbering))
+    return frame.with_columns(pl.Series(c, masked[c], dtype=pl.String) for c in present)

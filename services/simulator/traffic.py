@@ -32,9 +32,19 @@ MODELS: dict[str, tuple[str, str, float, str, float]] = {
 PII_SNIPPETS = (
     " You can reach me at jane.doe{n}@example.com.",
     " Call me on +1 415 555 {n:04d} if needed.",
-    " My card is 4111 1111 1111 {n:04d}.",
+    " My card is {card}.",
     " Use my API key sk-live-{n:04d}abcdefghijklmnopqrstuv.",
 )
+
+
+def planted_card(n: int) -> str:
+    """A Visa test number holding `n`, with its Luhn check digit: real cards pass Luhn, so must planted ones."""
+    body = f"411111111{n:04d}00"
+    # from the right, every other digit of the body is doubled (the check digit will be the rightmost)
+    doubled = [int(ch) * (2 if i % 2 == 0 else 1) for i, ch in enumerate(reversed(body))]
+    total = sum(d - 9 if d > 9 else d for d in doubled)
+    digits = body + str(-total % 10)
+    return " ".join(digits[i:i + 4] for i in range(0, 16, 4))
 
 
 @dataclass(frozen=True)
@@ -154,7 +164,8 @@ def _interaction(
         prompt = rng.choice(topic.prompts).format(slot=slot)
         has_pii = rng.random() < config.pii_rate
         if has_pii:
-            prompt += rng.choice(PII_SNIPPETS).format(n=rng.randrange(10_000))
+            n = rng.randrange(10_000)
+            prompt += rng.choice(PII_SNIPPETS).format(n=n, card=planted_card(n))
     else:
         prompt, slot, topic = retry_of
         has_pii = False

@@ -219,7 +219,7 @@ def test_no_planted_pii_reaches_a_slice_or_an_export(renewed: tuple[LocalStore, 
     assert leaks == []
     # the planted corrections did reach the slice, masked
     refs = outputs[1].get_column("reference_output").drop_nulls()
-    assert refs.str.contains(r"\[(EMAIL|PHONE|CARD|SECRET)\]").any()
+    assert refs.str.contains(r"\[(EMAIL|PHONE|CARD|KEY|SECRET)_\d+\]").any()
 
 
 def test_exports_pair_different_texts_hold_out_eval_items_and_record_lineage(
