@@ -143,7 +143,7 @@ class CaptureService:
     def _flushed(self, stats: FlushStats) -> None:
         self.flushed_events += stats.events
         self.flush_seconds += stats.seconds
-        log.info("wrote %d events in %d files in %.2fs", stats.events, stats.files, stats.seconds)
+        log.info("committed %d events of %d partitions in %.2fs", stats.events, stats.partitions, stats.seconds)
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[CaptureService]:

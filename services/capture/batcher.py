@@ -73,7 +73,7 @@ class _Buffer:
 @dataclass(frozen=True, slots=True)
 class FlushStats:
     events: int
-    files: int
+    partitions: int  # Kafka partitions in the flush (one Delta commit for all of them)
     seconds: float
 
 
@@ -228,7 +228,7 @@ class CaptureBatcher:
         events = sum(b.events for _, b in batch)
         self.accepted += events
         if self._on_flush is not None:
-            self._on_flush(FlushStats(events=events, files=len(runs), seconds=time.perf_counter() - started))
+            self._on_flush(FlushStats(events=events, partitions=len(runs), seconds=time.perf_counter() - started))
 
     def _write_with_retry(self, runs: list[PartitionRows]) -> None:
         attempt = 0
