@@ -26,23 +26,42 @@ EVENT_COLUMNS = (
     "event_id", "type", "ts", "interaction_id", "session_id", "user_id", "app", "task", "model", "input", "output",
     "metadata", "thumbs", "score", "text", "prompt", "dwell_ms",
 )
-_FEEDBACK_COLUMNS = ("interaction_id", "type", "ts", "thumbs", "score", "text", "prompt", "dwell_ms")
+_FEEDBACK_COLUMNS = ("event_id", "interaction_id", "type", "ts", "thumbs", "score", "text", "prompt", "dwell_ms")
+
+
+# Signals count when they happen from `CLOCK_SKEW` before the answer (a client's clock runs early) to
+# `horizon` after it: what a user does with an answer days later says little about the answer, and a bound
+# is what lets the incremental labeler find an interaction's events by time.
+CLOCK_SKEW = timedelta(minutes=5)
+DEFAULT_HORIZON = timedelta(hours=24)
 
 
 def interaction_features(
-    events: pl.DataFrame, *, abandon_window: timedelta = timedelta(minutes=10), now: datetime | None = None
+    events: pl.DataFrame,
+    *,
+    abandon_window: timedelta = timedelta(minutes=10),
+    now: datetime | None = None,
+    horizon: timedelta = DEFAULT_HORIZON,
 ) -> pl.DataFrame:
     """One row per interaction with its signal features.
 
     `now` is the watermark for inferring abandonment (default: the newest event time); an
-    interaction younger than the window has abandoned_inferred = null (not decided yet).
+    interaction younger than the window has abandoned_inferred = null (not decided yet). Feedback
+    outside [served - CLOCK_SKEW, served + horizon] is ignored.
     """
     missing = [c for c in EVENT_COLUMNS if c not in events.columns]
     if missing:
         raise ValueError(f"expected the lake's event columns, missing {missing}; got {events.columns}")
     events = events.select(EVENT_COLUMNS)  # carrying wide columns through filters and sorts costs seconds at 1M
     interactions = _interactions(events)
-    feedback = events.filter(pl.col("type") != "interaction").select(_FEEDBACK_COLUMNS)
+    served = interactions.select("interaction_id", pl.col("ts").alias("served_at"))
+    feedback = (
+        events.filter(pl.col("type") != "interaction")
+        .select(_FEEDBACK_COLUMNS)
+        .join(served, on="interaction_id", how="inner")
+        .filter(pl.col("ts").is_between(pl.col("served_at") - CLOCK_SKEW, pl.col("served_at") + horizon))
+        .drop("served_at")
+    )
     if now is None:
         newest = events.get_column("ts").max()
         now = newest if isinstance(newest, datetime) else datetime.now().astimezone()
@@ -125,12 +144,13 @@ def _aggregate(feedback: pl.DataFrame) -> list[pl.DataFrame]:
     def latest(of: str, value: pl.Expr, name: str) -> pl.DataFrame:
         return (
             feedback.filter(kind == of)
-            .sort("ts")
+            .sort("ts", "event_id")  # a total order: the result cannot depend on how events were batched
             .group_by("interaction_id")
             .agg(value.drop_nulls().last().alias(name))
         )
 
     followups = feedback.filter(kind == "followup").group_by("interaction_id").agg(pl.col("prompt").alias("followups"))
+    # (followups only feed a maximum, so their order does not matter)
     return [
         counts,
         latest("edit", pl.col("text"), "edited_text"),

@@ -151,6 +151,40 @@ class LabelModel:
         patterns, _, counts = _group_rows(codes, k + 1)
         votes = patterns[:, :n_lfs]
         clamp = patterns[:, -1] - 1 if gold is not None else np.full(len(patterns), ABSTAIN)
+        return self._fit_grouped(votes, counts, clamp)
+
+    def fit_counts(
+        self,
+        patterns: NDArray[np.integer[Any]],
+        counts: NDArray[np.integer[Any]],
+        *,
+        gold: NDArray[np.integer[Any]] | None = None,
+    ) -> Self:
+        """Learn the parameters from distinct vote patterns (rows of a label matrix) and how many items had each,
+        e.g. counts kept up to date by an incremental labeler; `gold` (-1 = unknown) per pattern row. Rows that
+        repeat a (pattern, gold) pair are added together. Equal to `fit` on the expanded matrix, up to the order
+        of floating-point sums."""
+        k = self.cardinality
+        matrix = _check_label_matrix(patterns, k)
+        weights = np.asarray(counts)
+        if weights.shape != (matrix.shape[0],) or not np.issubdtype(weights.dtype, np.integer) or (weights < 0).any():
+            raise ValueError(f"expected one non-negative integer count per pattern row ({matrix.shape[0]}), "
+                             f"got shape {weights.shape} dtype {weights.dtype}")
+        n_lfs = matrix.shape[1]
+        codes = matrix + 1
+        gold_codes = np.zeros(len(codes), dtype=np.int64) if gold is None else _check_gold(gold, len(codes), k) + 1
+        keep = weights > 0
+        if not keep.any() or n_lfs == 0:
+            raise ValueError(f"expected at least one counted pattern and one labeling function, got {matrix.shape}")
+        grouped, inverse, _ = _group_rows(np.column_stack([codes, gold_codes])[keep], k + 1)
+        summed = np.bincount(inverse, weights=weights[keep], minlength=len(grouped)).astype(np.int64)
+        clamp = grouped[:, -1] - 1 if gold is not None else np.full(len(grouped), ABSTAIN)
+        return self._fit_grouped(grouped[:, :n_lfs], summed, clamp)
+
+    def _fit_grouped(self, votes: IntArray, counts: IntArray, clamp: IntArray) -> Self:
+        """EM over distinct patterns (outcome codes, 0 = abstain) with their counts and clamped gold classes."""
+        k = self.cardinality
+        n_lfs = votes.shape[1]
         # Which classes each function ever votes: the lift constraint only concerns those outcomes.
         polarity = np.stack([(votes == c + 1).any(axis=0) for c in range(k)], axis=1)
         # Many functions abstain together (a message trips one keyword, not all 70), so the total weight of

@@ -13,7 +13,10 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+from urllib.parse import unquote
 
 import polars as pl
 
@@ -33,6 +36,9 @@ class TableSpec:
     schema: pl.Schema
     partition_by: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
+    # columns whose min and max our own writer records per file, so readers can skip files (delta-rs's writer
+    # records every column's)
+    stats: tuple[str, ...] = ()
 
 
 def open_table(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> DeltaTable | None:
@@ -72,26 +78,43 @@ def append(
     The data files are written by polars through the store (where: local or S3; how: Parquet), then the
     commit names them: a file no commit names (a writer died in between) is invisible, and vacuum removes it.
     delta-rs's own writer does the same work at about twice the cost and memory (bench/capture.py)."""
-    from deltalake import CommitProperties, Transaction
-    from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+    actions = write_files(store, spec, frame, compression_level=compression_level)
+    commit(store, spec, actions, mode="append", transactions=transactions)
 
+
+def write_files(
+    store: ObjectStore, spec: TableSpec, frame: pl.DataFrame, *, compression_level: int = 1
+) -> list[AddAction]:
+    """Write `frame` as data files of the table (one per partition) that no commit names yet."""
     frame = frame.select(spec.schema.names()).cast(spec.schema)
-    actions: list[AddAction] = [
-        _write_file(store, spec, part, compression_level) for part in _partitions(frame, spec.partition_by)
-    ]
+    return [_write_file(store, spec, part, compression_level) for part in _partitions(frame, spec.partition_by)]
+
+
+def commit(
+    store: ObjectStore,
+    spec: TableSpec,
+    actions: Sequence[AddAction],
+    *,
+    mode: Literal["append", "overwrite"],
+    transactions: Mapping[str, int] | None = None,
+) -> None:
+    """One commit naming the files `write_files` wrote (an overwrite also removes every file there was)."""
+    from deltalake import CommitProperties, Transaction
+    from deltalake.transaction import RemoveAction, create_table_with_add_actions
+
     txns = [Transaction(app_id=app_id, version=v) for app_id, v in (transactions or {}).items()]
-    commit = CommitProperties(app_transactions=txns, max_commit_retries=50)
+    properties = CommitProperties(app_transactions=txns, max_commit_retries=50)
     table = open_table(store, spec)
     if table is None:
         create_table_with_add_actions(
-            store.table_uri(spec.name), _delta_schema(spec), actions, mode="append",
+            store.table_uri(spec.name), _delta_schema(spec), list(actions), mode=mode,
             partition_by=list(spec.partition_by) or None, storage_options=store.storage_options(),
-            commit_properties=commit,
+            commit_properties=properties,
         )
     else:
         table.create_write_transaction(
-            list[AddAction | RemoveAction](actions), mode="append", schema=table.schema(),
-            partition_by=list(spec.partition_by) or None, commit_properties=commit,
+            list[AddAction | RemoveAction](actions), mode=mode, schema=table.schema(),
+            partition_by=list(spec.partition_by) or None, commit_properties=properties,
         )
 
 
@@ -123,8 +146,36 @@ def _write_file(
     rows.write_parquet(buf, compression="zstd", compression_level=compression_level)
     data = buf.getvalue()
     store.put(f"{spec.name}/{path}", data)
-    stats = {"numRecords": rows.height}
-    return AddAction(path, len(data), values, int(time.time() * 1000), True, json.dumps(stats))
+    return AddAction(path, len(data), values, int(time.time() * 1000), True, json.dumps(_file_stats(rows, spec)))
+
+
+def _file_stats(rows: pl.DataFrame, spec: TableSpec) -> dict[str, object]:
+    stats: dict[str, object] = {"numRecords": rows.height}
+    if not spec.stats or not rows.height:
+        return stats
+    bounds = rows.select(
+        *[pl.col(c).min().alias(f"min:{c}") for c in spec.stats],
+        *[pl.col(c).max().alias(f"max:{c}") for c in spec.stats],
+        *[pl.col(c).null_count().alias(f"nulls:{c}") for c in spec.stats],
+    ).row(0, named=True)
+    stats["minValues"] = {c: _stat_value(bounds[f"min:{c}"], up=False) for c in spec.stats}
+    stats["maxValues"] = {c: _stat_value(bounds[f"max:{c}"], up=True) for c in spec.stats}
+    stats["nullCount"] = {c: bounds[f"nulls:{c}"] for c in spec.stats}
+    return stats
+
+
+def _stat_value(value: object, *, up: bool) -> object:
+    """A statistic as the Delta log writes it; timestamps have millisecond precision there, so a maximum is
+    rounded up (a file's range must contain its rows)."""
+    if isinstance(value, datetime):
+        value = value.astimezone(UTC)
+        millis = value.replace(microsecond=value.microsecond // 1000 * 1000)
+        if up and millis < value:
+            millis += timedelta(milliseconds=1)
+        return millis.strftime("%Y-%m-%dT%H:%M:%S.") + f"{millis.microsecond // 1000:03d}Z"
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
 
 
 def _delta_schema(spec: TableSpec) -> DeltaSchema:
@@ -139,3 +190,120 @@ def scan(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> 
     if table is None:
         return pl.LazyFrame(schema=spec.schema)
     return pl.scan_delta(table)
+
+
+def added_files(store: ObjectStore, spec: TableSpec, *, after: int, upto: int) -> list[str] | None:
+    """The data files that the commits after version `after`, up to `upto`, added as new data, oldest first
+    (compaction's rewrites are not new data: they carry dataChange=false). None when one of those commits is
+    no longer in the log (cleaned up by retention): the caller must read the table instead."""
+    paths: list[str] = []
+    for version in range(after + 1, upto + 1):
+        key = f"{spec.name}/_delta_log/{version:020d}.json"
+        if not store.exists(key):
+            return None
+        for line in store.get(key).splitlines():
+            action = json.loads(line) if line.strip() else {}
+            add = action.get("add")
+            if add is not None and add.get("dataChange", True):
+                paths.append(add["path"])
+    return paths
+
+
+def file_index(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> pl.DataFrame:
+    """One row per data file of the table's version: path, rows, partition values (`partition.<col>`) and the
+    recorded statistics (`min.<col>`, `max.<col>`)."""
+    table = open_table(store, spec, version=version)
+    if table is None:
+        return pl.DataFrame(schema={"path": pl.String, "num_records": pl.Int64})
+    index = pl.DataFrame(table.get_add_actions(flatten=True))
+    return index.with_columns(pl.col("path").map_elements(unquote, return_dtype=pl.String))
+
+
+def read_files(
+    store: ObjectStore, spec: TableSpec, paths: Sequence[str], *, columns: Sequence[str] | None = None
+) -> pl.DataFrame:
+    """The rows of some of the table's data files (what a reader picked from `added_files` or `file_index`),
+    with the partition columns restored from the paths, in the order of `paths`."""
+    wanted = list(spec.schema.names() if columns is None else columns)
+    stored = [c for c in wanted if c not in spec.partition_by]
+    frames: list[pl.DataFrame] = []
+    for path in paths:
+        key = f"{spec.name}/{path}"
+        local = store.local_path(key)
+        source: Path | io.BytesIO = local if local is not None else io.BytesIO(store.get(key))
+        frame = pl.read_parquet(source, columns=stored)
+        values = _partition_values(path)
+        frame = frame.with_columns(
+            pl.lit(values.get(c)).cast(spec.schema[c]).alias(c) for c in wanted if c in spec.partition_by
+        )
+        frames.append(frame.select(wanted))
+    if not frames:
+        return pl.DataFrame(schema={c: spec.schema[c] for c in wanted})
+    return pl.concat(frames, how="vertical_relaxed").cast({c: spec.schema[c] for c in wanted})
+
+
+def _partition_values(path: str) -> dict[str, str | None]:
+    values: dict[str, str | None] = {}
+    for part in path.split("/")[:-1]:
+        name, _, value = part.partition("=")
+        value = unquote(value)
+        values[name] = None if value == "__HIVE_DEFAULT_PARTITION__" else value
+    return values
+
+
+def merge(
+    store: ObjectStore,
+    spec: TableSpec,
+    frame: pl.DataFrame,
+    *,
+    transactions: Mapping[str, int] | None = None,
+) -> None:
+    """Upsert `frame` by the table's keys in one commit (MERGE: update the rows whose keys match, insert the
+    rest), with the writers' versions in the same commit. Partition columns join the match, so only the
+    partitions the rows belong to are read and rewritten."""
+    from deltalake import CommitProperties, Transaction
+
+    if not spec.keys:
+        raise ValueError(f"table {spec.name} declares no keys to merge on")
+    frame = frame.select(spec.schema.names()).cast(spec.schema)
+    txns = [Transaction(app_id=app_id, version=v) for app_id, v in (transactions or {}).items()]
+    table = open_table(store, spec)
+    if table is None:
+        append(store, spec, frame, transactions=transactions)
+        return
+    match = [f"t.{c} = s.{c}" for c in (*spec.partition_by, *spec.keys)]
+    for column in spec.partition_by:  # literal values let delta-rs skip every other partition
+        values = frame.get_column(column).drop_nulls().unique().sort().to_list()
+        if values and frame.get_column(column).null_count() == 0:
+            match.append(f"t.{column} IN ({', '.join(_sql_literal(v) for v in values)})")
+    (
+        table.merge(
+            frame.to_arrow(), predicate=" AND ".join(match), source_alias="s", target_alias="t",
+            commit_properties=CommitProperties(app_transactions=txns),
+        )
+        .when_matched_update_all()
+        .when_not_matched_insert_all()
+        .execute()
+    )
+
+
+def _sql_literal(value: object) -> str:
+    if isinstance(value, int | float):
+        return str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def overwrite(
+    store: ObjectStore, spec: TableSpec, frame: pl.DataFrame, *, transactions: Mapping[str, int] | None = None
+) -> None:
+    """Replace the table's rows with `frame` in one commit (for small tables that are recomputed whole); older
+    versions stay readable until vacuumed."""
+    from deltalake import CommitProperties, Transaction, write_deltalake
+
+    frame = frame.select(spec.schema.names()).cast(spec.schema)
+    txns = [Transaction(app_id=app_id, version=v) for app_id, v in (transactions or {}).items()]
+    write_deltalake(
+        store.table_uri(spec.name), frame.to_arrow(), mode="overwrite", schema_mode="overwrite",
+        partition_by=list(spec.partition_by) or None, storage_options=store.storage_options(),
+        commit_properties=CommitProperties(app_transactions=txns),
+    )

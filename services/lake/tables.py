@@ -1,8 +1,8 @@
 """Every table of the lake, declared once: its name, columns, partitions and key.
 
-Delta tables (`TableSpec`, read and written through `services/lake/delta.py`): the raw events.
-Still plain Parquet under fixed prefixes, written atomically (moving to Delta next): the labeler's outputs,
-the annotation outbox and the gold labels. Each writer names those files deterministically, so a rerun
+Delta tables (`TableSpec`, read and written through `services/lake/delta.py`): the raw events and the
+labeler's outputs. Still plain Parquet under fixed prefixes, written atomically (moving to Delta next): the
+annotation outbox and the gold labels. Each writer names those files deterministically, so a rerun
 rewrites rather than appends.
 """
 
@@ -68,12 +68,105 @@ RAW_EVENTS = TableSpec(
     schema=pl.Schema({**EVENTS_SCHEMA, "date": pl.Date()}),
     partition_by=("date",),
     keys=("event_id",),
+    stats=("ts",),  # an event's interaction is found by time: readers pick files by their ts range
 )
 RAW_EVENTS_PREFIX = RAW_EVENTS.name
 
-LABELS_KEY = "labels/interactions.parquet"
-ISSUES_KEY = "labels/issues.parquet"
-LF_SUMMARY_KEY = "labels/lf_summary.parquet"
+# Labels: one row per interaction, MERGEd by the labeler, partitioned by the date it was served. A row holds the
+# interaction's signal features, its labeling-function votes (`pattern`, one code per function, see
+# labeling/votes.py) and its gold label; the weak label is the current label model's reading of the pattern
+# (LABEL_PATTERNS), joined on read (services/lake/labels.py), so a refitted model relabels every row at once.
+LABELS = TableSpec(
+    name="labels/interactions",
+    schema=pl.Schema({
+        "interaction_id": pl.String(),
+        "ts": pl.Datetime("us", "UTC"),
+        "app": pl.String(),
+        "task": pl.String(),
+        "user_id": pl.String(),
+        "session_id": pl.String(),
+        "model_id": pl.String(),
+        "model_version": pl.String(),
+        "input_text": pl.String(),
+        "output_text": pl.String(),
+        "segment": pl.String(),
+        "n_feedback": pl.UInt32(),
+        "n_edits": pl.UInt32(),
+        "n_retries": pl.UInt32(),
+        "copied": pl.Boolean(),
+        "accepted": pl.Boolean(),
+        "corrected": pl.Boolean(),
+        "abandoned_explicit": pl.Boolean(),
+        "dwell_ms": pl.Int64(),
+        "edited_text": pl.String(),
+        "correction_text": pl.String(),
+        "explicit_label": pl.Int32(),
+        "time_to_retry_s": pl.Float64(),
+        "abandoned_inferred": pl.Boolean(),  # null while the abandonment window is open
+        "edit_ratio": pl.Float64(),
+        "rephrase_similarity": pl.Float64(),
+        "pattern": pl.String(),
+        "gold_label": pl.Int64(),
+        "annotators": pl.UInt32(),
+        "lf_fingerprint": pl.String(),
+        "raw_version": pl.Int64(),  # the raw table's version this row was computed from
+        "date": pl.Date(),
+    }),
+    partition_by=("date",),
+    keys=("interaction_id",),
+)
+# The label model's reading of every vote pattern the labels hold, rewritten by each pass.
+LABEL_PATTERNS = TableSpec(
+    name="labels/patterns",
+    schema=pl.Schema({
+        "pattern": pl.String(),
+        "covered": pl.Boolean(),
+        "weak_label": pl.Int64(),
+        "confidence": pl.Float64(),
+        "prob_good": pl.Float64(),
+        "implicit_label": pl.Int64(),
+        "label_model_version": pl.String(),
+        "lf_fingerprint": pl.String(),
+    }),
+    keys=("pattern",),
+)
+# How many interactions served on each date have each (pattern, gold label): what the label model is fitted
+# from, over a window of recent dates. Kept up to date from the rows a pass changes.
+VOTE_COUNTS = TableSpec(
+    name="labels/vote_counts",
+    schema=pl.Schema({"date": pl.Date(), "pattern": pl.String(), "gold_label": pl.Int64(), "count": pl.Int64()}),
+    keys=("date", "pattern", "gold_label"),
+)
+# cleanlab's findings over the recent window: the interactions whose label looks wrong.
+ISSUES = TableSpec(
+    name="labels/issues",
+    schema=pl.Schema({
+        "interaction_id": pl.String(),
+        "label": pl.Int64(),
+        "suggested_label": pl.Int64(),
+        "label_quality": pl.Float64(),
+        "label_model_version": pl.String(),
+        "raw_version": pl.Int64(),
+    }),
+    keys=("interaction_id",),
+)
+# One row per labeling function over the label model's window: coverage, overlap, conflict, accuracies.
+LF_SUMMARY = TableSpec(
+    name="labels/lf_summary",
+    schema=pl.Schema({
+        "name": pl.String(),
+        "polarity": pl.List(pl.Int64()),
+        "coverage": pl.Float64(),
+        "overlap": pl.Float64(),
+        "conflict": pl.Float64(),
+        "gold_votes": pl.Int64(),
+        "empirical_accuracy": pl.Float64(),
+        "learned_accuracy": pl.Float64(),
+        "label_model_fallback": pl.String(),
+        "raw_version": pl.Int64(),
+    }),
+    keys=("name",),
+)
 OUTBOX_PREFIX = "outbox/items"
 OUTBOX_SENT_PREFIX = "outbox/sent"
 GOLD_PREFIX = "gold/responses"
