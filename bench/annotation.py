@@ -7,13 +7,14 @@ FLYWHEEL_TEST_ARGILLA_* variables).
 
 1. Push: a lake with --records labeled interactions (realistic texts, some with personal data to mask) and one
    outbox item each, spread over four queues as the router spreads them, pushed by `flywheel annotate push`'s
-   code: mask, build records, create the four datasets, bulk upserts of --batch-size, a sent mark per batch.
+   code: mask, build records, create the four datasets, bulk upserts of --batch-size, a MERGE marking each
+   confirmed batch sent in the outbox table.
    Baseline, in the same run: the bare SDK (`dataset.records.log`, same batch size) logging the same already
    built records into a fresh dataset, so the ratio is what the sync costs beyond Argilla itself.
 2. Latency: the webhook receiver runs on loopback and is registered with Argilla; the annotator submits
    --answers answers one at a time (each waits for the previous to land). Latency is from the annotator's
-   request to the gold file being durable in the lake, split into Argilla's part (its rq worker delivering)
-   and the receiver's (verify, parse, write Parquet).
+   request to the answer being committed to the gold table, split into Argilla's part (its rq worker
+   delivering) and the receiver's (verify, parse, one Delta MERGE).
 
 Every dataset and webhook it creates is deleted at the end. The last line is
 RESULT push_records_per_s=<r/s> baseline_records_per_s=<r/s> webhook_to_lake_p50_s=<s> webhook_to_lake_p95_s=<s>.
@@ -40,12 +41,12 @@ import polars as pl
 
 from flywheel_feedback.services.annotation.gold import GoldResponse
 from flywheel_feedback.services.annotation.layout import QUEUES, dataset_settings
-from flywheel_feedback.services.annotation.outbox import read_sent
+from flywheel_feedback.services.annotation.outbox import enqueue, read_items, read_sent
 from flywheel_feedback.services.annotation.push import push
 from flywheel_feedback.services.annotation.receiver import WebhookHandler, WebhookServer, register_webhook
 from flywheel_feedback.services.annotation.records import build_records, masked_items
+from flywheel_feedback.services.lake.labels import read_labels, replace_labels
 from flywheel_feedback.services.lake.store import LocalStore
-from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, write_table
 from flywheel_feedback.services.settings import AnnotationSettings
 from flywheel_feedback.services.simulator.traffic import planted_card
 
@@ -106,12 +107,12 @@ def build_lake(store: LocalStore, n: int) -> None:
         "confidence": [0.5 + (k % 50) / 100 for k in range(n)],
         "label_model_version": ["LabelModel-bench"] * n,
     })
-    write_table(store, LABELS_KEY, labels)
+    replace_labels(store, labels)
     queues = [q for q, share in QUEUE_SHARE.items() for _ in range(round(share * n))][:n]
     queues += ["uncertain"] * (n - len(queues))
-    write_table(store, f"{OUTBOX_PREFIX}/bench.parquet", pl.DataFrame({
+    enqueue(store, pl.DataFrame({
         "interaction_id": ids, "queue": queues, "reason": ["bench"] * n,
-        "priority": [(k % 100) / 100 for k in range(n)], "snapshot": ["bench"] * n}))
+        "priority": [(k % 100) / 100 for k in range(n)]}), source="bench")
 
 
 def bench_push(settings: AnnotationSettings, store: LocalStore, n: int) -> dict[str, float]:
@@ -138,7 +139,8 @@ def bench_baseline(client: Any, settings: AnnotationSettings, store: LocalStore,
     from flywheel_feedback.services.annotation.outbox import pending_items
 
     items = pending_items(store, resend=True).head(n)
-    labels = pl.read_parquet(store.root / LABELS_KEY)
+    labels = read_labels(store)
+    assert labels is not None
     masked, _ = masked_items(items, labels)
     payloads = build_records(masked)
     dataset = rg.Dataset(name=f"{settings.dataset_prefix}baseline", workspace=settings.workspace,
@@ -175,8 +177,8 @@ def bench_latency(client: Any, env: dict[str, str], settings: AnnotationSettings
             local.arrived = time.perf_counter()  # before verification: the receiver's whole part is timed
             return super().handle(headers, body)
 
-    def on_landed(gold: GoldResponse, key: str) -> None:
-        now = time.perf_counter()  # called once the gold file is durable
+    def on_landed(gold: GoldResponse, version: int | None) -> None:
+        now = time.perf_counter()  # called once the answer is committed to the gold table
         with event:
             arrived[gold.interaction_id] = local.arrived
             landed[gold.interaction_id] = now
@@ -241,8 +243,9 @@ def main() -> None:
         store = LocalStore(Path(tmp))
         build_lake(store, args.records)
         t0 = time.perf_counter()
-        masked, _ = masked_items(pl.read_parquet(store.root / f"{OUTBOX_PREFIX}/bench.parquet"),
-                                 pl.read_parquet(store.root / LABELS_KEY))
+        labels = read_labels(store)
+        assert labels is not None
+        masked, _ = masked_items(read_items(store), labels)
         build_records(masked)
         local_s = time.perf_counter() - t0
         try:
@@ -253,7 +256,7 @@ def main() -> None:
             print(f"baseline: bare SDK records.log of {args.baseline_records} built records ...", flush=True)
             base = bench_baseline(client, settings, store, args.baseline_records)
             print(f"  {base['rps']:.0f} records/s ({base['seconds']:.1f}s)")
-            print(f"latency: {args.answers} annotator answers, each to a durable gold file ...", flush=True)
+            print(f"latency: {args.answers} annotator answers, each to a gold-table commit ...", flush=True)
             lat = bench_latency(client, env, settings, store, args.answers)
             print(f"  webhook-to-lake p50 {lat['p50']:.3f}s, p95 {lat['p95']:.3f}s, max {lat['max']:.3f}s "
                   f"(Argilla's worker p50 {lat['argilla_p50']:.3f}s, receiver p50 {lat['receiver_p50'] * 1000:.1f}ms)")

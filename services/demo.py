@@ -20,11 +20,12 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from flywheel_feedback.services.annotation.outbox import read_items
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import label_pass
 from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.store import LocalStore
-from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_prefix, read_table
+from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table
 from flywheel_feedback.services.report.build import build_report
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig
@@ -125,7 +126,7 @@ def run_demo(workdir: Path, *, interactions: int = 20_000, seed: int = 7, echo: 
     slice_lines = _slice(lake, truth, say)
     say(f"[5/{steps}] training exports: SFT, preference pairs, classifier data")
     exports = _exports(lake, say)
-    outbox = read_prefix(lake, OUTBOX_PREFIX)
+    outbox = read_items(lake)
     queued = dict(sorted(outbox.group_by("queue").agg(pl.len()).iter_rows())) if outbox.height else {}
 
     report = workdir / "report.html"

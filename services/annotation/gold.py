@@ -1,42 +1,31 @@
-"""Gold labels in the lake: the annotators' submitted answers, one row per response version.
+"""Gold labels in the lake: the annotators' submitted answers, a Delta table (`GOLD` in services/lake/tables.py)
+with one row per response version (response_id, submitted_at).
 
-A file's name is a hash of the (response id, submitted_at) pairs it holds, so landing the same responses
-again (a webhook retried, a reconcile after a webhook) rewrites the same file instead of adding rows.
-A webhook and a reconcile may still land one response in two different files: readers dedupe by
-(interaction_id, annotator), keeping the latest answer. Both ways parse Argilla's JSON here, so both
-produce identical rows for one response.
+`land` is one MERGE inserting the versions the table does not hold yet, so landing the same responses again (a
+webhook retried, a reconcile after a webhook) adds no row and commits nothing. Readers keep each annotator's
+latest answer per interaction. Both ways in parse Argilla's JSON here, so both produce identical rows for one
+response.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 import polars as pl
 
 from flywheel_feedback.services.annotation.layout import LABEL_CLASSES, QUESTION_CORRECTION, QUESTION_LABEL, queue_of
+from flywheel_feedback.services.lake.delta import scan, table_version
+from flywheel_feedback.services.lake.merge import insert_new
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.lake.tables import GOLD_PREFIX, read_prefix, write_table
+from flywheel_feedback.services.lake.tables import GOLD
 
 log = logging.getLogger(__name__)
 
 Source = Literal["webhook", "reconcile"]
-GOLD_SCHEMA: Final[dict[str, Any]] = {
-    "interaction_id": pl.String,
-    "queue": pl.String,
-    "dataset": pl.String,
-    "annotator": pl.String,
-    "annotator_id": pl.String,
-    "label": pl.Int64,
-    "correction": pl.String,
-    "submitted_at": pl.Datetime("us", "UTC"),
-    "response_id": pl.String,
-    "source": pl.String,
-}
 
 
 @dataclass(frozen=True)
@@ -58,36 +47,33 @@ class GoldResponse:
         return self.response_id, self.submitted_at
 
 
-def land(store: ObjectStore, responses: Sequence[GoldResponse]) -> str | None:
-    """Write responses as one gold file (None if there are none); returns its key."""
+def land(store: ObjectStore, responses: Sequence[GoldResponse]) -> int | None:
+    """Add the response versions the lake does not hold yet, in one commit; returns the table's new version
+    (None when every version was already there, or there are none)."""
     if not responses:
         return None
-    ordered = sorted(responses, key=lambda r: r.version)
-    digest = hashlib.sha256("\n".join(f"{r.response_id}@{r.submitted_at.isoformat()}" for r in ordered).encode())
-    day = min(r.submitted_at for r in ordered).date().isoformat()
-    key = f"{GOLD_PREFIX}/date={day}/{digest.hexdigest()[:24]}.parquet"
-    frame = pl.DataFrame([asdict(r) for r in ordered], schema=GOLD_SCHEMA)
-    write_table(store, key, frame)
-    return key
+    versions = {r.version: r for r in sorted(responses, key=lambda r: r.version)}  # a batch may repeat one
+    frame = pl.DataFrame([asdict(r) for r in versions.values()], schema=GOLD.schema)
+    return insert_new(store, GOLD, frame).version
 
 
 def read_gold_responses(store: ObjectStore, *, latest: bool = True) -> pl.DataFrame:
     """Every landed response; with `latest`, one row per (interaction_id, annotator): their last answer."""
-    gold = read_prefix(store, GOLD_PREFIX, schema=GOLD_SCHEMA)
-    if gold.is_empty():
-        return pl.DataFrame(schema=GOLD_SCHEMA)
-    gold = gold.select([pl.col(c).cast(t) for c, t in GOLD_SCHEMA.items() if c in gold.columns])
+    gold = scan(store, GOLD).collect().sort("submitted_at", "response_id")
     if not latest:
         return gold
-    return gold.sort("submitted_at", "response_id").unique(
-        subset=["interaction_id", "annotator"], keep="last", maintain_order=True
-    )
+    return gold.unique(subset=["interaction_id", "annotator"], keep="last", maintain_order=True)
 
 
 def landed_versions(store: ObjectStore) -> set[tuple[str, datetime]]:
     """(response_id, submitted_at) of everything already in the lake."""
-    gold = read_gold_responses(store, latest=False)
+    gold = scan(store, GOLD).select("response_id", "submitted_at").collect()
     return set(zip(gold.get_column("response_id").to_list(), gold.get_column("submitted_at").to_list(), strict=True))
+
+
+def gold_version(store: ObjectStore) -> int | None:
+    """The gold table's Delta version (None before the first answer landed): what the labeler checkpoints on."""
+    return table_version(store, GOLD)
 
 
 # ---------------------------------------------------------------------------------------------------------------

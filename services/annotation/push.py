@@ -2,9 +2,10 @@
 
 The record id is the interaction id (Argilla 2.x stores it as the record's `external_id`, unique per dataset,
 and its bulk upsert matches on it), so pushing an item twice updates the same record and never duplicates it.
-A batch that fails because Argilla is unreachable is retried with backoff; when retries run out the push
-stops, and that batch and every later one stay pending for the next push. A batch Argilla rejects as invalid
-(422) is sent record by record, so one bad record holds back only itself.
+Pending items are the outbox rows without sent_at; a batch is marked sent (dataset and sent_at set in place, one
+Delta commit) only after Argilla confirmed it. A batch that fails because Argilla is unreachable is retried with
+backoff; when retries run out the push stops, and that batch and every later one stay pending for the next push.
+A batch Argilla rejects as invalid (422) is sent record by record, so one bad record holds back only itself.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from flywheel_feedback.services.annotation.datasets import ensure_dataset
 from flywheel_feedback.services.annotation.layout import QUESTION_LABEL, QUEUES, check_queues, dataset_name
 from flywheel_feedback.services.annotation.outbox import mark_sent, pending_items
 from flywheel_feedback.services.annotation.records import RecordPayload, build_records, masked_items
+from flywheel_feedback.services.lake.labels import read_labels
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table
 
 if TYPE_CHECKING:
     import argilla as rg
@@ -74,14 +75,14 @@ def push(
     if pending.is_empty():
         say("nothing pending")
         return PushResult(pending=unknown.height, seconds=time.perf_counter() - started)
-    labels = read_table(store, LABELS_KEY)
+    labels = read_labels(store)
     if labels is None:
-        say(f"{pending.height} items pending, but the lake has no labels table ({LABELS_KEY}) yet")
+        say(f"{pending.height} items pending, but the lake has no labels yet (the labeler has not run)")
         return PushResult(pending=pending.height + unknown.height, without_labels=pending.height,
                           seconds=time.perf_counter() - started)
     masked, orphans = masked_items(pending, labels)
     if orphans.height:
-        log.warning("%d outbox items have no row in %s yet: they stay pending", orphans.height, LABELS_KEY)
+        log.warning("%d outbox items have no row in the labels yet: they stay pending", orphans.height)
 
     tally = _Tally()
     error: str | None = None

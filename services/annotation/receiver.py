@@ -1,10 +1,10 @@
 """The webhook receiver (`flywheel annotate serve`): Argilla's signed deliveries in, gold labels out.
 
 A delivery is verified (signature, timestamp window, replay) before its body is even parsed, and answered 2xx
-only after its gold file is durable in the lake: if the write fails, Argilla's worker retries the delivery.
-Events that are not a submitted answer on one of our datasets (webhooks are global to the server) are
-acknowledged and dropped. Standard library HTTP server, one thread per delivery: deliveries are few (one per
-human answer) and each costs one small Parquet write.
+only after its answer is committed to the gold table: if the write fails, Argilla's worker retries the delivery,
+and a retry of an answer already landed commits nothing. Events that are not a submitted answer on one of our
+datasets (webhooks are global to the server) are acknowledged and dropped. Standard library HTTP server, one
+thread per delivery: deliveries are few (one per human answer) and each costs one small Delta MERGE.
 """
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EVENTS = ["response.created", "response.updated"]
-Landed = Callable[[GoldResponse, str], None]
+# called once an answer is in the gold table, with the Delta version that added it (None: it was already there)
+Landed = Callable[[GoldResponse, int | None], None]
 
 
 @dataclass(frozen=True)
@@ -94,13 +95,13 @@ class WebhookHandler:
             return Outcome(400, "unexpected event shape")
         if gold is None:
             return Outcome(200, f"ignored {event.get('type')}")
-        key = land(self._store, [gold])
-        assert key is not None
-        log.info("webhook %s: %s by %s on %s landed in %s", msg_id, event.get("type"), gold.annotator,
-                 gold.interaction_id, key)
+        version = land(self._store, [gold])
+        where = "already in the gold table" if version is None else f"landed in gold version {version}"
+        log.info("webhook %s: %s by %s on %s %s", msg_id, event.get("type"), gold.annotator, gold.interaction_id,
+                 where)
         if self._on_landed is not None:
-            self._on_landed(gold, key)
-        return Outcome(200, "landed")
+            self._on_landed(gold, version)
+        return Outcome(200, "landed" if version is not None else "already landed")
 
 
 class WebhookServer:

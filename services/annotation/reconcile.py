@@ -2,8 +2,8 @@
 
 Webhooks are fast but can be missed (receiver down, deliveries exhausted their retries, responses logged in
 bulk emit no response events). Reconcile asks Argilla's search for the records that have a submitted response
-(the owner sees everyone's), pages through them in a stable order, and lands the response versions the lake
-does not hold yet. Running it twice lands nothing the second time.
+(the owner sees everyone's), pages through them in a stable order, and lands the response versions the gold
+table does not hold yet. Running it twice lands nothing and commits nothing the second time.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PAGE: Final = 500  # records per search request (Argilla allows up to 1000)
-LAND_CHUNK: Final = 5_000  # responses per gold file
+LAND_CHUNK: Final = 5_000  # responses per gold commit
 
 Progress = Callable[[str], None]
 
@@ -38,7 +38,7 @@ class ReconcileResult:
     seen: int = 0  # submitted responses found in Argilla
     landed: int = 0  # of those, new to the lake
     per_dataset: dict[str, int] = field(default_factory=dict)
-    keys: tuple[str, ...] = ()
+    versions: tuple[int, ...] = ()  # the gold table's versions this reconcile committed
     error: str | None = None
     seconds: float = 0.0
 
@@ -56,7 +56,7 @@ def reconcile(
     chosen = check_queues(queues)
     seen = 0
     per_dataset: dict[str, int] = {}
-    keys: list[str] = []
+    versions: list[int] = []
     try:
         client = client or connect(settings)
         usernames = _usernames(client)
@@ -73,9 +73,9 @@ def reconcile(
                     fresh.append(response)
                     known.add(response.version)
             for start in range(0, len(fresh), LAND_CHUNK):
-                key = land(store, fresh[start : start + LAND_CHUNK])
-                if key:
-                    keys.append(key)
+                version = land(store, fresh[start : start + LAND_CHUNK])
+                if version is not None:
+                    versions.append(version)
             per_dataset[name] = len(fresh)
             say(f"{name}: {len(fresh)} new submitted responses")
     except Exception as exc:
@@ -83,9 +83,9 @@ def reconcile(
             raise
         error = str(exc) if isinstance(exc, ArgillaUnavailableError) else f"Argilla at {settings.url} is unreachable"
         log.error("reconcile stopped: %s (%s); what was landed stays", error, type(exc).__name__)
-        return ReconcileResult(seen, sum(per_dataset.values()), per_dataset, tuple(keys), error,
+        return ReconcileResult(seen, sum(per_dataset.values()), per_dataset, tuple(versions), error,
                                time.perf_counter() - started)
-    result = ReconcileResult(seen, sum(per_dataset.values()), per_dataset, tuple(keys), None,
+    result = ReconcileResult(seen, sum(per_dataset.values()), per_dataset, tuple(versions), None,
                              time.perf_counter() - started)
     log.info("reconcile: %d submitted responses seen, %d landed", result.seen, result.landed)
     return result

@@ -22,9 +22,10 @@ from flywheel_feedback.services.annotation.layout import (
     FIELD_OUTPUT,
     FIELD_SIGNALS,
 )
+from flywheel_feedback.services.annotation.outbox import ITEM_COLUMNS
+from flywheel_feedback.services.lake.tables import OUTBOX
 
 FREE_TEXT: Final = ("input_text", "output_text", "edited_text", "correction_text", "reason")
-ITEM_COLUMNS: Final = ("interaction_id", "queue", "reason", "priority")
 # Label-table columns a record uses; those missing from an older table are treated as null.
 LABEL_COLUMNS: Final[dict[str, Any]] = {
     "task": pl.String,
@@ -87,8 +88,7 @@ def masked_items(items: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFram
             for name, dtype in LABEL_COLUMNS.items()
         ),
     ).unique(subset="interaction_id", keep="last")
-    item_types = {"interaction_id": pl.String, "queue": pl.String, "reason": pl.String, "priority": pl.Float64}
-    joined = items.select(pl.col(c).cast(t) for c, t in item_types.items()).join(
+    joined = items.select(pl.col(c).cast(OUTBOX.schema[c]) for c in ITEM_COLUMNS).join(
         table, on="interaction_id", how="left", maintain_order="left"
     )
     has_labels = pl.col("interaction_id").is_in(table.get_column("interaction_id").implode())

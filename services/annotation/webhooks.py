@@ -8,7 +8,8 @@ A delivery is refused when a header is missing, no v1 signature matches (forged 
 outside the tolerance window either way (stale or from the future: a captured delivery cannot be replayed
 later), or its id was already processed inside that window (replayed). Ids are remembered in memory for twice
 the tolerance window: anything older is refused as stale anyway. A restart forgets them; a replay right after
-a restart would land the same gold file again, which changes nothing (gold files are named by their content).
+a restart would land the same answer again, which adds nothing (the gold table keeps one row per response
+version).
 """
 
 from __future__ import annotations

@@ -2,10 +2,11 @@
 
 A pass reads the raw events (deduplicated), the gold labels annotators gave, and writes:
 labels (one row per interaction, with the label-model version and the labeling-function set's
-fingerprint), label issues, a labeling-function summary, and new annotation-outbox rows. It is
-checkpointed by a lake snapshot (the names of the raw and gold files it saw): a pass over an
-unchanged lake changes nothing, and a pass interrupted before its checkpoint rewrites the same
-files the next time, because every output is a function of the snapshot.
+fingerprint), label issues, a labeling-function summary, and queues new items in the annotation outbox
+(source "labeler:<snapshot>"). It is checkpointed by a lake snapshot (the Delta versions of the raw and
+gold tables it saw): a pass over an unchanged lake changes nothing, and a pass interrupted before its
+checkpoint rewrites the same files and queues nothing new the next time, because every output is a
+function of the snapshot.
 """
 
 from __future__ import annotations
@@ -27,19 +28,18 @@ from flywheel_feedback.labeling.features import EVENT_COLUMNS, interaction_featu
 from flywheel_feedback.labeling.label_model import LabelModel
 from flywheel_feedback.labeling.lf import ABSTAIN, LFRegistry
 from flywheel_feedback.labeling.routing import QUEUES, RoutingConfig, route
+from flywheel_feedback.services.annotation.gold import gold_version, read_gold_responses
+from flywheel_feedback.services.annotation.outbox import enqueue, queued_pairs
 from flywheel_feedback.services.lake.delta import table_version
 from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.lake.tables import (
-    GOLD_PREFIX,
     ISSUES_KEY,
     LABELER_STATE_KEY,
     LABELS_KEY,
     LF_SUMMARY_KEY,
-    OUTBOX_PREFIX,
     RAW_EVENTS,
     read_json,
-    read_prefix,
     write_json,
     write_table,
 )
@@ -50,13 +50,6 @@ log = logging.getLogger(__name__)
 FALLBACK_AUDIT_FACTOR = 5
 
 CARDINALITY = 2
-OUTBOX_SCHEMA = {
-    "interaction_id": pl.String,
-    "queue": pl.String,
-    "reason": pl.String,
-    "priority": pl.Float64,
-    "snapshot": pl.String,
-}
 SIGNAL_FEATURES = (
     "edit_ratio",
     "n_edits",
@@ -98,15 +91,15 @@ class PassResult:
 
 
 def lake_snapshot(store: ObjectStore) -> str:
-    """Names the lake's content: the raw table's Delta version, and the gold files (named by their batch)."""
-    keys = [f"{RAW_EVENTS.name}@{table_version(store, RAW_EVENTS)}", *store.list(GOLD_PREFIX)]
+    """Names the lake's content: the Delta versions of the raw and gold tables."""
+    keys = [f"{RAW_EVENTS.name}@{table_version(store, RAW_EVENTS)}", f"gold@{gold_version(store)}"]
     return hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
 
 
 def read_gold(store: ObjectStore) -> pl.DataFrame:
     """One human label per interaction from its annotators' latest answers: their label when one annotator
     answered, cleanlab's multi-annotator consensus (CROWDLAB) when several did."""
-    gold = read_prefix(store, GOLD_PREFIX)
+    gold = read_gold_responses(store, latest=False)
     if gold.is_empty():
         return pl.DataFrame(schema={"interaction_id": pl.String, "gold_label": pl.Int64, "annotators": pl.UInt32})
     latest = gold.sort("submitted_at").unique(subset=["interaction_id", "annotator"], keep="last")
@@ -187,11 +180,10 @@ def label_pass(
     labels = labels.join(issues, on="interaction_id", how="left").with_columns(pl.col("is_issue").fill_null(False))
 
     say("routing to annotation queues")
-    outbox_key = f"{OUTBOX_PREFIX}/{snapshot}.parquet"
-    # The file this pass would (re)write is not "already queued": a rerun must reproduce it.
-    queued_before = read_prefix(store, OUTBOX_PREFIX, schema=OUTBOX_SCHEMA)
-    if "snapshot" in queued_before.columns:
-        queued_before = queued_before.filter(pl.col("snapshot") != snapshot)
+    source = f"labeler:{snapshot}"
+    # What this snapshot's pass queued is not "already queued": a rerun must reproduce it.
+    # Other writers queue too (slice renewal): routing judges only its own queues.
+    queued_before = queued_pairs(store, queues=QUEUES, except_source=source)
     routed = route(
         labels.select(
             "interaction_id",
@@ -202,10 +194,9 @@ def label_pass(
             "implicit_label",
         ),
         config=routing,
-        # other writers queue too (slice renewal): routing judges only its own queues
-        already_queued=queued_before.filter(pl.col("queue").is_in(QUEUES)).select("interaction_id", "queue"),
+        already_queued=queued_before,
         seed=options.seed,
-    ).with_columns(pl.lit(snapshot).alias("snapshot"))
+    )
 
     summary = lf_summary(L, names, gold=gold_vector if (gold_vector != ABSTAIN).any() else None,
                          accuracies=model.accuracies_).with_columns(
@@ -214,7 +205,7 @@ def label_pass(
     write_table(store, ISSUES_KEY, labels.filter(pl.col("is_issue")).select(
         "interaction_id", "label", "suggested_label", "label_quality", "label_model_version", "snapshot"))
     write_table(store, LF_SUMMARY_KEY, summary.with_columns(pl.lit(snapshot).alias("snapshot")))
-    write_table(store, outbox_key, routed)
+    enqueue(store, routed, source=source)
     write_json(
         store,
         LABELER_STATE_KEY,

@@ -1,9 +1,9 @@
 """Every table of the lake, declared once: its name, columns, partitions and key.
 
-Delta tables (`TableSpec`, read and written through `services/lake/delta.py`): the raw events and the
-labeler's outputs. Still plain Parquet under fixed prefixes, written atomically (moving to Delta next): the
-annotation outbox and the gold labels. Each writer names those files deterministically, so a rerun
-rewrites rather than appends.
+Every table is a Delta table (`TableSpec`, read and written through `services/lake/delta.py` and
+`services/lake/merge.py`): the raw events (appended by capture, one commit per flush), the labeler's tables
+(labels MERGEd by interaction, the small derived tables rewritten by each pass), the annotation outbox and the
+gold answers (both written by MERGE on their key). The labeler's human-readable checkpoint is a JSON file.
 """
 
 from __future__ import annotations
@@ -167,9 +167,46 @@ LF_SUMMARY = TableSpec(
     }),
     keys=("name",),
 )
-OUTBOX_PREFIX = "outbox/items"
-OUTBOX_SENT_PREFIX = "outbox/sent"
-GOLD_PREFIX = "gold/responses"
+# The annotation outbox: one row per item (an interaction in a queue), whoever queued it (`source`: "labeler:<lake
+# snapshot>", "renewal:<slice>/v<k>"). dataset and sent_at stay null until Argilla confirmed the item; the push sets
+# them in place. Written only by `services/annotation/outbox.py`.
+OUTBOX = TableSpec(
+    name="outbox/items",
+    schema=pl.Schema({
+        "interaction_id": pl.String(),
+        "queue": pl.String(),
+        "reason": pl.String(),
+        "priority": pl.Float64(),
+        "source": pl.String(),
+        "queued_at": pl.Datetime("us", "UTC"),
+        "dataset": pl.String(),
+        "sent_at": pl.Datetime("us", "UTC"),
+    }),
+    keys=("interaction_id", "queue"),
+)
+
+# Gold answers: the annotators' submitted responses, one row per response version (a response edited later is a
+# new version: same response_id, later submitted_at). Written only by `services/annotation/gold.py`.
+GOLD = TableSpec(
+    name="gold/responses",
+    schema=pl.Schema({
+        "interaction_id": pl.String(),
+        "queue": pl.String(),
+        "dataset": pl.String(),
+        "annotator": pl.String(),
+        "annotator_id": pl.String(),
+        "label": pl.Int64(),
+        "correction": pl.String(),
+        "submitted_at": pl.Datetime("us", "UTC"),
+        "response_id": pl.String(),
+        "source": pl.String(),
+    }),
+    keys=("response_id", "submitted_at"),
+)
+
+LABELS_KEY = "labels/interactions.parquet"
+ISSUES_KEY = "labels/issues.parquet"
+LF_SUMMARY_KEY = "labels/lf_summary.parquet"
 LABELER_STATE_KEY = "state/labeler.json"
 
 
@@ -184,16 +221,6 @@ def read_table(store: ObjectStore, key: str) -> pl.DataFrame | None:
         return None
     path = store.local_path(key)
     return pl.read_parquet(path) if path is not None else pl.read_parquet(io.BytesIO(store.get(key)))
-
-
-def read_prefix(store: ObjectStore, prefix: str, *, schema: dict[str, Any] | None = None) -> pl.DataFrame:
-    """Every Parquet file under a prefix, concatenated (an empty frame of `schema` if none)."""
-    keys = [k for k in store.list(prefix) if k.endswith(".parquet")]
-    frames = [read_table(store, k) for k in keys]
-    present = [f for f in frames if f is not None and f.height]
-    if not present:
-        return pl.DataFrame(schema=schema or {})
-    return pl.concat(present, how="diagonal_relaxed")
 
 
 def write_json(store: ObjectStore, key: str, value: dict[str, Any]) -> None:

@@ -22,14 +22,12 @@ from flywheel_feedback.labeling.health import (
     signal_rates,
     version_alarms,
 )
+from flywheel_feedback.services.annotation.gold import read_gold_responses
+from flywheel_feedback.services.annotation.outbox import read_items
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.lake.tables import (
-    GOLD_PREFIX,
     LABELS_KEY,
     LF_SUMMARY_KEY,
-    OUTBOX_PREFIX,
-    OUTBOX_SENT_PREFIX,
-    read_prefix,
     read_table,
 )
 from flywheel_feedback.services.report.charts import grouped_bars, hbar, table
@@ -169,26 +167,22 @@ def _labels(labels: pl.DataFrame | None, summary: pl.DataFrame | None) -> str:
 
 
 def _queues(store: ObjectStore) -> str:
-    items = read_prefix(store, OUTBOX_PREFIX)
+    items = read_items(store)
     if items.is_empty():
         return _section("queues", "Annotation queues", "<p class='empty'>nothing queued yet</p>")
-    sent = read_prefix(store, OUTBOX_SENT_PREFIX)
-    gold = read_prefix(store, GOLD_PREFIX)
-    per_queue = items.group_by("queue").agg(pl.len().alias("queued")).sort("queue")
-    if not sent.is_empty():
-        sent_counts = sent.unique(["interaction_id", "queue"]).group_by("queue").agg(pl.len().alias("sent"))
-        per_queue = per_queue.join(sent_counts, on="queue", how="left")
-    else:
-        per_queue = per_queue.with_columns(pl.lit(0).alias("sent"))
-    per_queue = per_queue.with_columns(pl.col("sent").fill_null(0)).with_columns(
-        (pl.col("queued") - pl.col("sent")).alias("pending")
+    gold = read_gold_responses(store)
+    per_queue = (
+        items.group_by("queue")
+        .agg(pl.len().alias("queued"), pl.col("sent_at").is_not_null().sum().cast(pl.UInt32).alias("sent"))
+        .sort("queue")
+        .with_columns((pl.col("queued") - pl.col("sent")).alias("pending"))
     )
     chart = grouped_bars(
         "Queue depth",
         per_queue["queue"].to_list(),
         {"pending": [float(v) for v in per_queue["pending"]], "sent to Argilla": [float(v) for v in per_queue["sent"]]},
     )
-    passes = items.group_by("snapshot").agg(pl.len().alias("queued")).height if "snapshot" in items.columns else 0
+    passes = items.filter(pl.col("source").str.starts_with("labeler:")).get_column("source").n_unique()
     answered = gold["interaction_id"].n_unique() if not gold.is_empty() else 0
     text = (
         f"<p>{items.height:,} items queued over {passes} labeler pass(es); {answered:,} answered by "

@@ -6,9 +6,9 @@ forced) proposes the next version: keep what still represents traffic, retire wh
 the gaps from recent traffic. Gaps that need people (strata short of confident labels, weak labels in
 clusters the old version missed, a gold share under the minimum) go to the renewal queue.
 
-Order of effects: the renewal-queue file, then the version's files, then its manifest (the commit point),
-then the announcement. A crash before the manifest leaves no version; the rerun proposes the same one and
-rewrites the same queue file.
+Order of effects: the renewal queue's items into the annotation outbox, then the version's files, then its
+manifest (the commit point), then the announcement. A crash before the manifest leaves no version; the rerun
+proposes the same one and queues nothing new (its items are in the outbox under the same source).
 """
 
 from __future__ import annotations
@@ -35,10 +35,11 @@ from flywheel_feedback.labeling.slicing import (
     stratum_expr,
 )
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import OUTBOX
 from flywheel_feedback.services.slices.announce import Announcer, announce_pending
 from flywheel_feedback.services.slices.definitions import SliceDefinition
 from flywheel_feedback.services.slices.manifest import slice_manifest
-from flywheel_feedback.services.slices.queue import new_items, renewal_key, write_items
+from flywheel_feedback.services.slices.queue import new_items, renewal_source, write_items
 from flywheel_feedback.services.slices.traffic import NoTrafficError, Traffic, read_traffic
 from flywheel_feedback.services.slices.versions import (
     DATA,
@@ -143,7 +144,7 @@ def renew(
     after = measure_drift(rows, state.recent, threshold=definition.drift_threshold, cluster_names=state.model.names)
     retired = _retired(proposal, state.parent_rows)
 
-    queue_key = renewal_key(definition.name, version)
+    queue_source = renewal_source(definition.name, version)
     queue = renewal_queue(
         rows.select("interaction_id", "stratum", "topic_cluster", "label_source", "confidence"),
         state.recent.filter(~pl.col("eligible")).select("interaction_id", STRATUM, CLUSTER, "confidence"),
@@ -154,7 +155,7 @@ def renew(
         reason_prefix=f"slice {definition.name} v{version}",
         seed=definition.seed,
     )
-    queued = new_items(store, queue, key=queue_key, snapshot=",".join(state.traffic.lineage["lake_snapshots"]))
+    queued = new_items(store, queue, source=queue_source)
     reason = "first version" if before is None else (
         f"divergence {before.divergence:.4f} > {definition.drift_threshold}" if before.drifted else
         f"age {before.age} > {definition.max_age}" if before.too_old else
@@ -163,7 +164,7 @@ def renew(
         definition=definition, version=version, rows=rows, retired=retired, proposal=proposal,
         traffic=state.traffic, recent=state.recent, model=state.model, before=before, after=after,
         parent_version=state.parent_version, parent_manifest=state.parent_manifest,
-        queue={"key": queue_key, "items": queued.height}, as_of=as_of, reason=reason,
+        queue={"table": OUTBOX.name, "source": queue_source, "items": queued.height}, as_of=as_of, reason=reason,
         created_at=now or datetime.now(UTC),
     )
     result = RenewalResult(
@@ -176,7 +177,7 @@ def renew(
     if dry_run:
         return _done(result, started)
     say(f"publishing {definition.name} v{version}: {rows.height} rows, {queued.height} items to the renewal queue")
-    write_items(store, queued, key=queue_key)
+    write_items(store, queued, source=queue_source)
     files = {DATA: parquet_bytes(rows)}
     if state.parent_rows is not None:
         files[RETIRED] = parquet_bytes(retired)

@@ -1,8 +1,10 @@
-"""The renewal queue: rows with queue="renewal" in the annotation outbox (outbox/items/).
+"""The renewal queue: the annotation outbox's items queued by slice renewals (source "renewal:<slice>/v<k>").
 
-A renewal writes one file named by the slice and the version it proposed, so rerunning it rewrites the
-same file. An item enters the renewal queue once: items any other file already queued for renewal are
-dropped (this file's own earlier rows are not "already queued": a rerun must reproduce them).
+A renewal queues through the outbox's `enqueue`, under a source naming the slice and the version it proposed,
+so rerunning a renewal that died before its manifest queues nothing new. An item enters the renewal queue once:
+items any other source already queued for renewal are dropped (this renewal's own earlier rows are not "already
+queued": a rerun must reproduce them). Rows a rerun no longer proposes stay queued (they may already be in
+Argilla).
 """
 
 from __future__ import annotations
@@ -11,65 +13,35 @@ from typing import Final
 
 import polars as pl
 
+from flywheel_feedback.services.annotation.outbox import ITEM_COLUMNS, enqueue, queued_pairs, read_items
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.lake.tables import OUTBOX_PREFIX, read_table, write_table
+from flywheel_feedback.services.lake.tables import OUTBOX
 
 QUEUE: Final = "renewal"
-OUTBOX_COLUMNS: Final[dict[str, pl.DataType]] = {
-    "interaction_id": pl.String(),
-    "queue": pl.String(),
-    "reason": pl.String(),
-    "priority": pl.Float64(),
-    "snapshot": pl.String(),
-}
+SOURCE_PREFIX: Final = "renewal:"
 
 
-def renewal_key(name: str, version: int) -> str:
-    return f"{OUTBOX_PREFIX}/renewal-{name}-v{version}.parquet"
+def renewal_source(name: str, version: int) -> str:
+    """Who queued an item, in the outbox's `source` column, for version `version` of slice `name`."""
+    return f"{SOURCE_PREFIX}{name}/v{version}"
 
 
-def already_queued(store: ObjectStore, *, except_key: str) -> pl.DataFrame:
-    """interaction_id of every item some other outbox file put in the renewal queue."""
-    frames = []
-    for key in store.list(OUTBOX_PREFIX):
-        if key == except_key or not key.endswith(".parquet"):
-            continue
-        table = read_table(store, key)
-        if table is not None and {"interaction_id", "queue"} <= set(table.columns):
-            frames.append(table.filter(pl.col("queue") == QUEUE).select(pl.col("interaction_id").cast(pl.String)))
-    if not frames:
-        return pl.DataFrame(schema={"interaction_id": pl.String})
-    return pl.concat(frames).unique()
-
-
-def new_items(store: ObjectStore, items: pl.DataFrame, *, key: str, snapshot: str) -> pl.DataFrame:
-    """`items` (interaction_id, queue, reason, priority) minus what is already queued, as outbox rows."""
-    missing = [c for c in ("interaction_id", "queue", "reason", "priority") if c not in items.columns]
+def new_items(store: ObjectStore, items: pl.DataFrame, *, source: str) -> pl.DataFrame:
+    """`items` (interaction_id, queue, reason, priority) minus what another source already queued for renewal."""
+    missing = [c for c in ITEM_COLUMNS if c not in items.columns]
     if missing:
-        raise ValueError(f"expected outbox items with interaction_id, queue, reason, priority; missing {missing}")
-    fresh = items.join(already_queued(store, except_key=key), on="interaction_id", how="anti")
-    return fresh.with_columns(pl.lit(snapshot).alias("snapshot")).select(
-        pl.col(c).cast(t) for c, t in OUTBOX_COLUMNS.items()
-    )
+        raise ValueError(f"expected outbox items with {list(ITEM_COLUMNS)} from {source}; missing {missing}")
+    queued = queued_pairs(store, queues=[QUEUE], except_source=source).select("interaction_id")
+    fresh = items.join(queued, on="interaction_id", how="anti")
+    return fresh.select(pl.col(c).cast(OUTBOX.schema[c]) for c in ITEM_COLUMNS).sort(
+        ["priority", "interaction_id"], descending=[True, False])
 
 
-def write_items(store: ObjectStore, rows: pl.DataFrame, *, key: str) -> None:
-    """Write the renewal file (an empty result removes a stale file from an earlier attempt)."""
-    if rows.is_empty():
-        if store.exists(key):
-            store.delete(key)
-        return
-    write_table(store, key, rows.sort(["priority", "interaction_id"], descending=[True, False]))
+def write_items(store: ObjectStore, rows: pl.DataFrame, *, source: str) -> int:
+    """Queue the renewal's items (one outbox commit; none if nothing is new); returns how many were new."""
+    return enqueue(store, rows, source=source)
 
 
 def read_renewal_queue(store: ObjectStore) -> pl.DataFrame:
-    """Every renewal-queue row in the outbox."""
-    frames = []
-    for key in store.list(OUTBOX_PREFIX):
-        table = read_table(store, key) if key.endswith(".parquet") else None
-        if table is not None and "queue" in table.columns:
-            frames.append(table.filter(pl.col("queue") == QUEUE).select(
-                pl.col(c).cast(t) if c in table.columns else pl.lit(None, dtype=t).alias(c)
-                for c, t in OUTBOX_COLUMNS.items()
-            ))
-    return pl.concat(frames) if frames else pl.DataFrame(schema=OUTBOX_COLUMNS)
+    """Every outbox row a renewal queued, with its source and sent state."""
+    return read_items(store).filter(pl.col("source").str.starts_with(SOURCE_PREFIX))

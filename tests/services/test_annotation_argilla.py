@@ -27,17 +27,17 @@ import polars as pl
 import pytest
 
 from flywheel_feedback.labeling.pii import find_pii
-from flywheel_feedback.services.annotation.gold import read_gold_responses
+from flywheel_feedback.services.annotation.gold import gold_version, read_gold_responses
 from flywheel_feedback.services.annotation.layout import QUEUES
-from flywheel_feedback.services.annotation.outbox import pending_items, read_items, read_sent
+from flywheel_feedback.services.annotation.outbox import enqueue, pending_items, read_items, read_sent
 from flywheel_feedback.services.annotation.push import push
 from flywheel_feedback.services.annotation.receiver import WebhookHandler, WebhookServer, register_webhook, serve
 from flywheel_feedback.services.annotation.reconcile import reconcile
 from flywheel_feedback.services.annotation.webhooks import decode_secret, sign
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import label_pass
+from flywheel_feedback.services.lake.labels import read_labels, replace_labels
 from flywheel_feedback.services.lake.store import LocalStore
-from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_table, write_table
 from flywheel_feedback.services.settings import AnnotationSettings, WebhookSettings
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig
@@ -179,7 +179,7 @@ def delete_webhooks(owner: Any, url: str) -> None:
 
 def plant_pii(store: LocalStore, ids: list[str]) -> None:
     """Personal data and secrets in the inputs, outputs, edits and corrections of these interactions."""
-    labels = read_table(store, LABELS_KEY)
+    labels = read_labels(store)
     assert labels is not None
     pii = " ".join(f"({text})" for text in PLANTED)
     hit = pl.col("interaction_id").is_in(ids)
@@ -187,7 +187,7 @@ def plant_pii(store: LocalStore, ids: list[str]) -> None:
         [pl.when(hit).then(pl.col(c).fill_null("") + f" {pii}").otherwise(pl.col(c)).alias(c)
          for c in ("input_text", "output_text", "edited_text", "correction_text")]
     )
-    write_table(store, LABELS_KEY, labels)
+    replace_labels(store, labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,14 +228,14 @@ def test_push_is_idempotent_and_no_planted_pii_reaches_argilla(stack: Stack, lak
     # Nothing pending: a second push sends nothing.
     second = push(lake, settings)
     assert second.complete and second.sent == 0, second
-    # Even sending everything again (sent marks lost) updates the same records: no duplicates.
+    # Even sending everything again (as if the sent state were lost) updates the same records: no duplicates.
     again = push(lake, settings, resend=True)
     assert again.complete and again.sent == items.height, again
     for queue, ids in expected.items():
         records = records_of(owner, f"{prefix}{queue}")
         assert set(records) == ids
         assert all(records[iid]._server_id == server_ids[queue, iid] for iid in ids)
-    assert read_sent(lake).height == items.height  # the marks were rewritten, not added
+    assert read_sent(lake).height == items.height == read_items(lake).height  # marks updated in place, not added
 
 
 def test_answers_arrive_by_webhook_and_the_labeler_uses_them(stack: Stack, lake: LocalStore, prefix: str) -> None:
@@ -286,7 +286,7 @@ def test_answers_arrive_by_webhook_and_the_labeler_uses_them(stack: Stack, lake:
     # The label model's next pass takes the gold labels (two annotators: cleanlab's consensus).
     result = label_pass(lake)
     assert result.changed and result.gold == 4, result
-    labels = read_table(lake, LABELS_KEY)
+    labels = read_labels(lake)
     assert labels is not None
     human = {r["interaction_id"]: r for r in labels.filter(pl.col("source") == "human").to_dicts()}
     assert set(human) == {u1, u2, u3, a1}
@@ -314,9 +314,9 @@ def test_reconcile_lands_answers_without_webhooks(stack: Stack, lake: LocalStore
         (second, stack.annotator_username, 0, "A better reply."),
         (second, "flywheel-owner", 1, None),
     ])
-    # Nothing new: nothing landed, no file rewritten.
-    files = lake.list("gold")
-    assert reconcile(lake, settings).landed == 0 and lake.list("gold") == files
+    # Nothing new: nothing landed, nothing committed.
+    files, version = lake.list("gold"), gold_version(lake)
+    assert reconcile(lake, settings).landed == 0 and lake.list("gold") == files and gold_version(lake) == version
 
     # The annotator changes their mind: the new version lands, and readers keep it.
     response_id = gold.filter(pl.col("interaction_id") == first).get_column("response_id").item()
@@ -472,13 +472,13 @@ def _close(s: socket.socket) -> None:
 
 
 def _single_queue_outbox(store: LocalStore, queue: str, n: int) -> list[str]:
-    """Route n labeled interactions to one queue (more than the simulated routing queues), in a new outbox file."""
-    labels = read_table(store, LABELS_KEY)
+    """Queue n labeled interactions in one queue (more than the simulated routing queues)."""
+    labels = read_labels(store, columns=["interaction_id"])
     assert labels is not None
     ids = labels.get_column("interaction_id").sort().head(n).to_list()
-    write_table(store, f"{OUTBOX_PREFIX}/bulk-test.parquet", pl.DataFrame({
+    assert enqueue(store, pl.DataFrame({
         "interaction_id": ids, "queue": [queue] * n, "reason": ["test"] * n,
-        "priority": [1.0 - k / n for k in range(n)], "snapshot": ["test"] * n}))
+        "priority": [1.0 - k / n for k in range(n)]}), source="test") == n
     return ids
 
 
@@ -509,6 +509,8 @@ def test_a_push_cut_off_mid_batch_leaves_the_rest_pending_and_loses_nothing(
         assert rest.complete and rest.sent == 120, rest
         _assert_all_once_in_argilla(owner, f"{prefix}renewal", ids)
         assert read_sent(lake).height == 200 and pending_items(lake, queues=["renewal"]).is_empty()
+        sent = read_items(lake).filter(pl.col("queue") == "renewal")
+        assert sent.height == 200 and set(sent.get_column("dataset")) == {f"{prefix}renewal"}  # one row per item
     finally:
         proxy.close()
 

@@ -1,6 +1,6 @@
-"""Unit tests of the annotation sync's pure parts and lake tables: records built and masked, the outbox's
-pending items and sent marks, gold files and the labeler's consensus over several annotators. Nothing
-running is needed."""
+"""Unit tests of the annotation sync's pure parts and lake tables: records built and masked, the outbox table
+(items queued once, sent state set in place), the gold table and the labeler's consensus over several
+annotators. Nothing running is needed, except S3 for the tests marked `s3`."""
 
 from __future__ import annotations
 
@@ -18,16 +18,25 @@ from flywheel_feedback.services.annotation.gold import (
     GoldResponse,
     from_search_record,
     from_webhook_event,
+    gold_version,
     land,
     landed_versions,
     read_gold_responses,
 )
 from flywheel_feedback.services.annotation.layout import dataset_name, queue_of
-from flywheel_feedback.services.annotation.outbox import mark_sent, pending_items, read_sent
+from flywheel_feedback.services.annotation.outbox import (
+    enqueue,
+    mark_sent,
+    outbox_version,
+    pending_items,
+    queued_pairs,
+    read_items,
+    read_sent,
+)
 from flywheel_feedback.services.annotation.records import EMPTY_TEXT, build_records, masked_items
 from flywheel_feedback.services.labeler.pipeline import read_gold
-from flywheel_feedback.services.lake.store import LocalStore
-from flywheel_feedback.services.lake.tables import OUTBOX_PREFIX, write_table
+from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store
+from flywheel_feedback.services.lake.tables import GOLD, OUTBOX
 
 # Planted in every free-text column; none of these may survive into a record.
 PLANTED = {
@@ -177,26 +186,100 @@ def test_dataset_names_map_back_to_queues() -> None:
 # outbox
 
 
-def test_pending_is_items_minus_sent_marks_and_a_mark_is_rewritten_not_duplicated(tmp_path: Path) -> None:
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.s3)])
+def lake(request: pytest.FixtureRequest, tmp_path: Path) -> ObjectStore:
+    """A lake on local disk, and one on the real S3 server."""
+    if request.param == "local":
+        return LocalStore(tmp_path / "lake")
+    return S3Store(request.getfixturevalue("s3_url"), **request.getfixturevalue("s3_options"))
+
+
+def table_rows(store: ObjectStore, name: str) -> pl.DataFrame:
+    """The table as Delta holds it (no reader's dedupe or filter in between)."""
+    from deltalake import DeltaTable
+
+    frame = pl.from_arrow(DeltaTable(store.table_uri(name), storage_options=store.storage_options()).to_pyarrow_table())
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def test_pending_is_unsent_items_and_an_item_is_queued_once(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
-    write_table(store, f"{OUTBOX_PREFIX}/a.parquet", outbox_frame(["i-0", "i-1", "i-2"]))
-    # the same item routed again in a later pass (with a lower priority) is one item
-    write_table(store, f"{OUTBOX_PREFIX}/b.parquet", outbox_frame(["i-2"]).with_columns(pl.lit(0.1).alias("priority")))
-    write_table(store, f"{OUTBOX_PREFIX}/c.parquet", outbox_frame(["i-2"], queue="audit"))
+    assert enqueue(store, outbox_frame(["i-0", "i-1", "i-2"]), source="labeler:a") == 3
+    # the same item routed again later (with a lower priority) is one item: the first stays
+    assert enqueue(store, outbox_frame(["i-2"]).with_columns(pl.lit(0.1).alias("priority")), source="labeler:b") == 0
+    assert enqueue(store, outbox_frame(["i-2"], queue="audit"), source="labeler:b") == 1
     pending = pending_items(store)
     assert pending.select("queue", "interaction_id").rows() == [
         ("audit", "i-2"), ("uncertain", "i-0"), ("uncertain", "i-1"), ("uncertain", "i-2")]
     assert pending.filter(pl.col("queue") == "uncertain").get_column("priority").to_list() == [1.0, 0.9, 0.8]
+    assert queued_pairs(store, queues=["audit"]).rows() == [("i-2", "audit")]
+    assert queued_pairs(store, except_source="labeler:a").rows() == [("i-2", "audit")]
 
     batch = pending.filter(pl.col("queue") == "uncertain").head(2)
     now = datetime.now(UTC)
-    key = mark_sent(store, dataset="fw-uncertain", items=batch, sent_at=now)
-    again = mark_sent(store, dataset="fw-uncertain", items=batch.reverse(), sent_at=now + timedelta(seconds=5))
-    assert key == again  # named by its items: a batch sent twice rewrites its mark
+    assert mark_sent(store, dataset="fw-uncertain", items=batch, sent_at=now) == 2
     assert read_sent(store).height == 2
     assert pending_items(store).select("queue", "interaction_id").rows() == [("audit", "i-2"), ("uncertain", "i-2")]
     assert pending_items(store, queues=["audit"]).height == 1
     assert pending_items(store, resend=True).height == 4
+    # a sent item queued again stays sent
+    assert enqueue(store, outbox_frame(["i-0"]), source="renewal:s/v1") == 0
+    assert pending_items(store).height == 2
+
+
+def test_enqueue_twice_inserts_once_and_mark_sent_updates_in_place(lake: ObjectStore) -> None:
+    store = lake
+    assert outbox_version(store) is None
+    assert enqueue(store, outbox_frame([]), source="labeler:x") == 0 and outbox_version(store) is None
+    at = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)
+    items = outbox_frame(["i-0", "i-1", "i-1"])  # a repeated item keeps its highest priority
+    assert enqueue(store, items, source="labeler:x", queued_at=at) == 2
+    first = outbox_version(store)
+    assert enqueue(store, items, source="labeler:x") == 0
+    assert outbox_version(store) == first  # nothing new: no commit
+    rows = table_rows(store, OUTBOX.name).sort("interaction_id")
+    assert rows.schema == OUTBOX.schema
+    assert rows.select("interaction_id", "priority", "source", "queued_at").rows() == [
+        ("i-0", 1.0, "labeler:x", at), ("i-1", 0.9, "labeler:x", at)]
+    assert rows.get_column("sent_at").is_null().all() and rows.get_column("dataset").is_null().all()
+
+    sent_at = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
+    assert mark_sent(store, dataset="fw-uncertain", items=items.head(1), sent_at=sent_at) == 1
+    assert outbox_version(store) == (first or 0) + 1  # one commit
+    later = sent_at + timedelta(minutes=5)
+    assert mark_sent(store, dataset="fw-uncertain", items=items, sent_at=later) == 2  # a resend moves sent_at
+    rows = table_rows(store, OUTBOX.name).sort("interaction_id")
+    assert rows.height == 2  # updated in place, one row per item
+    assert rows.select("interaction_id", "dataset", "sent_at", "queued_at").rows() == [
+        ("i-0", "fw-uncertain", later, at), ("i-1", "fw-uncertain", later, at)]
+    assert read_items(store).height == 2 and pending_items(store).is_empty()
+    assert mark_sent(store, dataset="fw-uncertain", items=outbox_frame(["unknown"]), sent_at=later) == 0
+
+
+def test_enqueue_says_what_it_expected(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    with pytest.raises(ValueError, match="missing \\['priority'\\]"):
+        enqueue(store, outbox_frame(["i-0"]).drop("priority"), source="labeler:x")
+    with pytest.raises(ValueError, match="null key"):
+        enqueue(store, outbox_frame(["i-0"]).with_columns(pl.lit(None, pl.String).alias("queue")), source="x")
+    with pytest.raises(ValueError, match="source"):
+        enqueue(store, outbox_frame(["i-0"]), source="")
+
+
+def test_concurrent_writers_each_get_their_items_in(lake: ObjectStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = lake
+    enqueue(store, outbox_frame(["seed"]), source="labeler:x")
+    batches = [outbox_frame([f"w{w}-{k}" for k in range(5)] + ["shared"]) for w in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        inserted = list(pool.map(lambda b: enqueue(store, b[1], source=f"w{b[0]}"), enumerate(batches)))
+        marked = list(pool.map(lambda b: mark_sent(store, dataset="fw", items=b, sent_at=datetime.now(UTC)),
+                               [outbox_frame(["seed"])] * 2))
+    assert sum(inserted) == 4 * 5 + 1 and marked == [1, 1]
+    rows = table_rows(store, OUTBOX.name)
+    assert rows.height == 1 + 4 * 5 + 1 and rows.select("interaction_id", "queue").is_unique().all()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -221,15 +304,20 @@ def gold(interaction: str, annotator: str, label: int, *, at: int = 0, rid: str 
     )
 
 
-def test_landing_the_same_responses_again_rewrites_one_file(tmp_path: Path) -> None:
-    store = LocalStore(tmp_path)
+def test_landing_the_same_responses_again_adds_nothing(lake: ObjectStore) -> None:
+    store = lake
     responses = [gold("a", "ann", 1), gold("b", "ann", 0)]
-    key = land(store, responses)
-    assert land(store, list(reversed(responses))) == key
+    assert gold_version(store) is None
+    version = land(store, responses)
+    assert version is not None and gold_version(store) == version
+    assert land(store, list(reversed(responses))) is None  # a retried webhook, a reconcile after it
+    assert land(store, [*responses, gold("c", "ann", 1)]) == version + 1  # only the new version is added
     assert land(store, []) is None
-    assert store.list("gold") == [key]
-    assert key is not None and key.startswith("gold/responses/date=2026-11-27/")
-    assert landed_versions(store) == {("a-ann", T0), ("b-ann", T0)}
+    rows = table_rows(store, GOLD.name)
+    assert rows.schema == GOLD.schema
+    assert sorted(rows.get_column("response_id")) == ["a-ann", "b-ann", "c-ann"]  # one row per response version
+    assert landed_versions(store) == {("a-ann", T0), ("b-ann", T0), ("c-ann", T0)}
+    assert gold_version(store) == version + 1
 
 
 def test_readers_keep_each_annotators_latest_answer(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from flywheel_feedback.services.annotation.gold import read_gold_responses
-from flywheel_feedback.services.annotation.receiver import WebhookHandler, WebhookServer
+from flywheel_feedback.services.annotation.receiver import Outcome, WebhookHandler, WebhookServer
 from flywheel_feedback.services.annotation.webhooks import (
     ReplayGuard,
     WebhookRejectedError,
@@ -209,7 +209,7 @@ def test_events_that_are_not_submitted_answers_on_our_datasets_are_acknowledged_
 
 
 class FailingOnce:
-    """A lake whose first write fails (a full disk, S3 down), delegating to a real local store."""
+    """A lake that fails the first time a table is reached (S3 down), delegating to a real local store."""
 
     def __init__(self, inner: LocalStore) -> None:
         self.inner = inner
@@ -218,11 +218,11 @@ class FailingOnce:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def put(self, key: str, data: bytes) -> None:
+    def table_uri(self, name: str) -> str:
         if not self.failed:
             self.failed = True
-            raise OSError("disk full")
-        self.inner.put(key, data)
+            raise OSError("the lake is unreachable")
+        return self.inner.table_uri(name)
 
 
 def test_a_delivery_that_could_not_land_is_answered_500_and_its_retry_lands(tmp_path: Path) -> None:
@@ -233,3 +233,14 @@ def test_a_delivery_that_could_not_land_is_answered_500_and_its_retry_lands(tmp_
     assert handler.handle(hdrs, body).status == 500
     assert handler.handle(hdrs, body).status == 200  # the same id again: a retry, not a replay
     assert read_gold_responses(store.inner).height == 1
+
+
+def test_a_delivery_landed_again_after_a_restart_adds_nothing(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path)
+    body = response_event()
+    hdrs = signed(body)
+    first = WebhookHandler(store, secret=SECRET, prefix="fw-", tolerance_s=300)
+    assert first.handle(hdrs, body) == Outcome(200, "landed")
+    restarted = WebhookHandler(store, secret=SECRET, prefix="fw-", tolerance_s=300)  # its replay guard is empty
+    assert restarted.handle(hdrs, body) == Outcome(200, "already landed")
+    assert read_gold_responses(store, latest=False).height == 1

@@ -11,10 +11,11 @@ import polars as pl
 import pytest
 
 from flywheel_feedback.client import Emitter
+from flywheel_feedback.services.annotation.outbox import outbox_version, read_items
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store
-from flywheel_feedback.services.lake.tables import LABELS_KEY, OUTBOX_PREFIX, read_prefix, read_table
+from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig, generate
 
@@ -22,7 +23,7 @@ from .kafka_helpers import capture_settings, capture_until, lake_count
 
 
 def outbox(store: ObjectStore) -> pl.DataFrame:
-    return read_prefix(store, OUTBOX_PREFIX)
+    return read_items(store)
 
 
 def assert_each_item_once_per_queue(store: ObjectStore) -> None:
@@ -53,6 +54,7 @@ def test_a_pass_over_captured_traffic_then_a_pass_that_changes_nothing(
     assert set(labels.get_column("label_model_version")) == {first.label_model_version}
     assert set(labels.get_column("lf_fingerprint")) == {first.lf_fingerprint}
     assert_each_item_once_per_queue(store)
+    assert set(outbox(store).get_column("source")) == {f"labeler:{first.snapshot}"}
     files_before = {k: store.get(k) for k in store.list("labels") + store.list("outbox")}
 
     second = label_pass(store, options=LabelerOptions(folds=3))
@@ -65,13 +67,15 @@ def test_a_rerun_of_an_interrupted_pass_rewrites_the_same_outputs(tmp_path: Path
     simulate_to_file(SimulationConfig(interactions=800, seed=5), events, tmp_path / "truth.parquet")
     store = LocalStore(tmp_path / "lake")
     capture_file(events, store)
-    label_pass(store, options=LabelerOptions(folds=3))
-    outputs = {k: pl.read_parquet(store.root / k) for k in store.list("labels") + store.list("outbox")}
+    first = label_pass(store, options=LabelerOptions(folds=3))
+    outputs = {k: pl.read_parquet(store.root / k) for k in store.list("labels")}
+    queued, version = outbox(store), outbox_version(store)
     store.delete("state/labeler.json")  # as if the pass died before its checkpoint
     again = label_pass(store, options=LabelerOptions(folds=3))
-    assert again.changed
+    assert again.changed and again.queued == first.queued  # it routes the same items again...
     for key, frame in outputs.items():
         assert pl.read_parquet(store.root / key).equals(frame), key
+    assert outbox_version(store) == version and outbox(store).equals(queued)  # ...and queues nothing new
 
 
 def test_new_events_are_labeled_and_nothing_is_queued_twice(tmp_path: Path) -> None:

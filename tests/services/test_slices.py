@@ -21,7 +21,7 @@ from flywheel_feedback.services.slices.api import diff
 from flywheel_feedback.services.slices.build import RenewalResult, check_drift, renew
 from flywheel_feedback.services.slices.definitions import SliceDefinition, find_definition
 from flywheel_feedback.services.slices.exports import export
-from flywheel_feedback.services.slices.queue import read_renewal_queue, renewal_key
+from flywheel_feedback.services.slices.queue import read_renewal_queue, renewal_source
 from flywheel_feedback.services.slices.versions import (
     IntegrityError,
     VersionExistsError,
@@ -159,8 +159,11 @@ def test_the_gaps_are_in_the_renewal_queue_once(renewed: tuple[LocalStore, Renew
     queue = read_renewal_queue(store)
     assert result.queued > 0 and queue.height >= result.queued
     assert queue.get_column("interaction_id").is_unique().all()
-    ours = pl.read_parquet(store.root / renewal_key(NAME, 2))
-    assert ours.height == result.queued
+    ours = queue.filter(pl.col("source") == renewal_source(NAME, 2))
+    assert ours.height == result.queued and set(ours.get_column("queue")) == {"renewal"}
+    assert result.manifest is not None
+    assert result.manifest["renewal_queue"] == {"table": "outbox/items", "source": f"renewal:{NAME}/v2",
+                                                "items": result.queued}
     assert result.drift_before is not None
     uncovered = [g.cluster for g in result.drift_before.uncovered]
     v2 = load_slice(NAME, lake=store)
@@ -183,7 +186,7 @@ def test_a_forced_renewal_never_queues_an_item_twice(base: Base, tmp_path: Path)
     queue = read_renewal_queue(store)
     assert queue.get_column("interaction_id").is_unique().all()
     assert queue.height == from_v1 + second.queued + third.queued
-    # rerunning a renewal that died before its manifest rewrites the same queue file
+    # rerunning a renewal that died before its manifest proposes the same items, and queues nothing new
     store.delete(f"slices/{NAME}/v3/manifest.json")
     rerun = renew(store, definition(base), force=True)
     assert rerun.version == 3 and rerun.queued == third.queued
@@ -276,7 +279,8 @@ def test_age_a_changed_definition_and_dry_runs(base: Base, tmp_path: Path) -> No
     assert old.renewed and not old.published and old.reason.startswith("age")
     assert old.drift_before is not None and old.drift_before.too_old
     assert old.retired_by_reason.get("older than the slice's max age", 0) > 0
-    assert store.list(f"slices/{name}/v2") == [] and not store.exists(renewal_key(name, 2))
+    assert store.list(f"slices/{name}/v2") == []
+    assert read_renewal_queue(store).filter(pl.col("source") == renewal_source(name, 2)).is_empty()
     write_definition(folder, name, drift_threshold=1.0, max_age="6h", window="12h", size=300)
     redefined = renew(store, find_definition(folder, name), as_of=truth_start + timedelta(hours=22))
     assert redefined.published and redefined.reason == "definition changed"
