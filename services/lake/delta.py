@@ -100,7 +100,7 @@ def commit(
 ) -> None:
     """One commit naming the files `write_files` wrote (an overwrite also removes every file there was)."""
     from deltalake import CommitProperties, Transaction
-    from deltalake.transaction import RemoveAction, create_table_with_add_actions
+    from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
     txns = [Transaction(app_id=app_id, version=v) for app_id, v in (transactions or {}).items()]
     properties = CommitProperties(app_transactions=txns, max_commit_retries=50)
