@@ -10,8 +10,9 @@ point are kept.
 
 Figures:
 - build: the first version of a slice of `--rows` rows over every interaction (clusters, strata, masking,
-  hashing, writing);
-- pull: `load_slice` of that version (read, SHA-256 check, decode) from the local lake and from the S3
+  hashing, writing, the Delta commit);
+- pull: `load_slice` of that version (its commit found in the Delta log, the table opened at that version,
+  read, SHA-256 check, decode) from the local lake and from the S3
   server of `deploy/stack.sh up` (.run/stack.env or FLYWHEEL_TEST_S3_* variables); the median of 3;
 - renew: an eval slice built from the traffic before the drift point, renewed over all of it (drift
   measured against the recent window, keep / retire / fill, renewal queue, publication), with the
@@ -40,8 +41,9 @@ import polars as pl
 from flywheel_feedback.services.annotation.gold import GoldResponse, land
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
+from flywheel_feedback.services.lake.labels import read_labels, replace_labels
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, open_store
-from flywheel_feedback.services.lake.tables import LABELS_KEY, RAW_EVENTS, read_table, write_table
+from flywheel_feedback.services.lake.tables import RAW_EVENTS
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig
 from flywheel_feedback.services.slices import load_slice
@@ -75,7 +77,7 @@ def base_lake(workdir: Path, interactions: int) -> tuple[LocalStore, pl.DataFram
     """Simulated, captured, gold for 2%, labeled; reused when the workdir already has it."""
     store = LocalStore(workdir / "base-lake")
     truth_path = workdir / "truth.parquet"
-    if read_table(store, LABELS_KEY) is not None and truth_path.exists():
+    if read_labels(store, columns=["interaction_id"]) is not None and truth_path.exists():
         say(f"reusing the labeled base lake in {store.root}")
         return store, pl.read_parquet(truth_path)
     events = workdir / "events.jsonl"
@@ -99,7 +101,7 @@ def base_lake(workdir: Path, interactions: int) -> tuple[LocalStore, pl.DataFram
 
 def tiled_lake(base: LocalStore, workdir: Path, *, eligible_rows: int) -> tuple[LocalStore, int]:
     """The base labels tiled until `eligible_rows` interactions could enter the 1M slice."""
-    labels = read_table(base, LABELS_KEY)
+    labels = read_labels(base)
     assert labels is not None
     per_copy = labels.filter(pl.col("covered") | (pl.col("source") == "human")).height
     # strata get shares of all traffic, eligible or not: a 6% margin keeps every stratum's target reachable
@@ -110,7 +112,7 @@ def tiled_lake(base: LocalStore, workdir: Path, *, eligible_rows: int) -> tuple[
     ]
     tiled = pl.concat(tiles)
     store = LocalStore(workdir / f"lake-{uuid.uuid4().hex[:8]}")
-    write_table(store, LABELS_KEY, tiled)
+    replace_labels(store, tiled)
     for key in base.list(RAW_EVENTS.name):  # the raw table, for the event ranges a manifest records
         store.put(key, base.get(key))
     return store, tiled.height
@@ -172,7 +174,7 @@ def main() -> None:
     else:
         s3 = open_store(target[0], **target[1])
         root = slice_root(full.name)
-        for key in store.list(root):
+        for key in store.list(root):  # the slice's Delta table: its log and its files
             s3.put(key, store.get(key))
         pull_s3_s, _ = median_pull(s3, full.name)
         say(f"pull from S3 ({target[1]['endpoint_url']}): {rows} rows in {pull_s3_s:.3f}s (median of 3)")

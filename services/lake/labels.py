@@ -47,3 +47,8 @@ def replace_labels(store: ObjectStore, frame: pl.DataFrame) -> None:
     from flywheel_feedback.services.lake.tables import write_table
 
     write_table(store, LABELS_KEY, frame)
+
+
+def labels_version(store: ObjectStore) -> int | None:
+    """The labels table's Delta version (None while it is not a Delta table: today it is one Parquet file)."""
+    return None

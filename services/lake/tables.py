@@ -3,17 +3,20 @@
 Every table is a Delta table (`TableSpec`, read and written through `services/lake/delta.py` and
 `services/lake/merge.py`): the raw events (appended by capture, one commit per flush), the labeler's tables
 (labels MERGEd by interaction, the small derived tables rewritten by each pass), the annotation outbox and the
-gold answers (both written by MERGE on their key). The labeler's human-readable checkpoint is a JSON file.
+gold answers (both written by MERGE on their key), and the versions of eval slices and training exports
+(`services/slices/versions.py`). The labeler's human-readable checkpoint is a JSON file.
 """
 
 from __future__ import annotations
 
 import io
 import json
-from typing import Any
+from dataclasses import replace
+from typing import Any, Final
 
 import polars as pl
 
+from flywheel_feedback.labeling.records import SLICE_SCHEMA
 from flywheel_feedback.services.lake.delta import TableSpec
 from flywheel_feedback.services.lake.store import ObjectStore
 
@@ -203,6 +206,78 @@ GOLD = TableSpec(
     }),
     keys=("response_id", "submitted_at"),
 )
+
+# Versions of eval slices and training exports: one table per slice (`slices/<name>`) and per export kind
+# (`exports/<kind>`), partitioned by the version number (`version`). Publishing version k is one commit adding the
+# files of partition version=k, with the version's manifest in the commit's custom metadata; a version is read at
+# the Delta version of that commit. A slice's table is also partitioned by `role`: "data" (the version's rows,
+# SLICE_SCHEMA) or "retired" (the items it retired, SLICE_RETIRED_SCHEMA); each file holds its role's columns only
+# (readers fill the others with nulls). Append-only, and the log is never cleaned up, so every version stays
+# readable and its manifest stays in the log. Delta has no unsigned integers: those columns are stored as Int64
+# (and read back as the rows' own types).
+VERSION_TABLE_CONFIG: Final[dict[str, str | None]] = {
+    "delta.appendOnly": "true",
+    "delta.enableExpiredLogCleanup": "false",
+}
+SLICE_RETIRED_SCHEMA: Final = pl.Schema({
+    "interaction_id": pl.String(),
+    "stratum": pl.String(),
+    "reason": pl.String(),
+    "added_in": pl.Int32(),
+    "old_topic": pl.String(),
+})
+
+
+def delta_types(schema: pl.Schema) -> pl.Schema:
+    """`schema` with the types Delta lacks (unsigned integers) replaced by ones that hold every value."""
+    wider: dict[type[pl.DataType], pl.DataType] = {pl.UInt8: pl.Int16(), pl.UInt16: pl.Int32(), pl.UInt32: pl.Int64()}
+    return pl.Schema({c: wider.get(type(t), t) for c, t in schema.items()})
+
+
+SLICE_VERSIONS = TableSpec(
+    name="slices/<name>",
+    schema=delta_types(pl.Schema({**SLICE_SCHEMA, **SLICE_RETIRED_SCHEMA, "version": pl.Int64(), "role": pl.String()})),
+    partition_by=("version", "role"),
+    keys=("version", "role", "interaction_id"),
+)
+_EXPORT_BASE = {"task": pl.String(), "model_version": pl.String()}
+EXPORT_VERSIONS: Final[dict[str, TableSpec]] = {
+    "sft": TableSpec(
+        name="exports/sft",
+        schema=pl.Schema({
+            "interaction_id": pl.String(), "prompt": pl.String(), "completion": pl.String(), "source": pl.String(),
+            **_EXPORT_BASE, "label_source": pl.String(), "confidence": pl.Float64(), "version": pl.Int64(),
+        }),
+        partition_by=("version",),
+        keys=("version", "interaction_id"),
+    ),
+    "preference": TableSpec(
+        name="exports/preference",
+        schema=pl.Schema({
+            "pair_id": pl.String(), "interaction_id": pl.String(), "prompt": pl.String(), "chosen": pl.String(),
+            "rejected": pl.String(), "source": pl.String(), "chosen_interaction_id": pl.String(), **_EXPORT_BASE,
+            "version": pl.Int64(),
+        }),
+        partition_by=("version",),
+        keys=("version", "pair_id"),
+    ),
+    "classifier": TableSpec(
+        name="exports/classifier",
+        schema=pl.Schema({
+            "interaction_id": pl.String(), "text": pl.String(), "input": pl.String(), "output": pl.String(),
+            "label": pl.Int64(), "label_name": pl.String(), "confidence": pl.Float64(), "label_source": pl.String(),
+            **_EXPORT_BASE, "version": pl.Int64(),
+        }),
+        partition_by=("version",),
+        keys=("version", "interaction_id"),
+    ),
+}
+
+
+def slice_table(name: str) -> TableSpec:
+    """The versions table of the slice `name` (SLICE_VERSIONS under `slices/<name>`)."""
+    return replace(SLICE_VERSIONS, name=f"slices/{name}")
+
 
 LABELS_KEY = "labels/interactions.parquet"
 ISSUES_KEY = "labels/issues.parquet"

@@ -7,7 +7,6 @@ simulator's truth when it is given.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -31,8 +30,6 @@ from flywheel_feedback.services.lake.tables import (
     read_table,
 )
 from flywheel_feedback.services.report.charts import grouped_bars, hbar, table
-
-SLICES_PREFIX = "slices"
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 980px; color: #222; }
@@ -192,13 +189,14 @@ def _queues(store: ObjectStore) -> str:
 
 
 def _slices(store: ObjectStore) -> str:
-    manifests = sorted(k for k in store.list(SLICES_PREFIX) if k.endswith("manifest.json"))
+    from flywheel_feedback.services.slices.versions import SLICES_PREFIX, list_roots, published
+
+    manifests = [(root, m) for root in list_roots(store, SLICES_PREFIX) for _, m in published(store, root).values()]
     if not manifests:
         return _section("slices", "Eval slices", "<p class='empty'>no slice published yet</p>")
     now = datetime.now(UTC)
     rows = []
-    for key in manifests:
-        m = json.loads(store.get(key))
+    for key, m in manifests:
         created = m.get("created_at")
         age_h = (now - datetime.fromisoformat(created)).total_seconds() / 3600 if created else None
         drift = m.get("drift") or {}

@@ -1,10 +1,12 @@
 """Announcing published versions on Kafka, at least once.
 
-A version is announced after its manifest is written: one JSON event keyed by the slice name (or
-`exports/<kind>`), carrying the manifest's summary. A mark under state/announced/ records each event
-Kafka acknowledged; a version published while Kafka was unreachable has no mark, and the next publish
-(or `flywheel slices announce`) sends it. The event id is fixed by (root, version, content hash), so a
-consumer that sees an event twice can drop the second.
+A version is announced after its commit: one JSON event keyed by the slice name (or `exports/<kind>`),
+carrying the manifest's summary and where to read it (the table and the Delta version of its commit). What
+Kafka acknowledged is state in the version's own table: an app transaction `flywheel.announced` whose version
+is the last version announced, set by a commit of its own (no rows, the event in its metadata). Versions are
+announced in order, so every version above that mark is pending: one published while Kafka was unreachable is
+sent by the next publish (or `flywheel slices announce`). The event id is fixed by (root, version, content
+hash), so a consumer that sees an event twice can drop the second.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
+from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.lake.tables import write_json
 from flywheel_feedback.services.slices.versions import (
+    ATTEMPTS,
     EXPORTS_PREFIX,
-    MANIFEST,
     SLICES_PREFIX,
+    CommitLostError,
+    commit,
     list_roots,
     read_manifest,
-    version_key,
+    table_of,
 )
 
 if TYPE_CHECKING:
@@ -32,8 +36,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ANNOUNCED_PREFIX: Final = "state/announced"
-SCHEMA_VERSION: Final = 1
+ANNOUNCED_TXN: Final = "flywheel.announced"  # app id: its version is the last version announced
+ANNOUNCEMENT_METADATA: Final = "flywheel.announcement"
+SCHEMA_VERSION: Final = 2  # 2: the manifest is read from `table` at `table_version` (was a manifest_key)
 _NAMESPACE: Final = uuid.UUID("6f1c2a52-8a0e-4c55-9d43-5f0b7d7f3a10")
 
 
@@ -99,7 +104,8 @@ def announcement(store: ObjectStore, root: str, manifest: dict[str, Any]) -> dic
         "name": manifest.get("name"),
         "version": version,
         "lake": store.url,
-        "manifest_key": version_key(root, version, MANIFEST),
+        "table": store.table_uri(root),
+        "table_version": manifest.get("table", {}).get("version"),
         "content_hash": manifest["content_hash"],
         "rows": manifest.get("rows"),
         "parent": manifest.get("parent"),
@@ -120,8 +126,30 @@ def announcement(store: ObjectStore, root: str, manifest: dict[str, Any]) -> dic
     return event
 
 
-def _mark_key(root: str, version: int) -> str:
-    return f"{ANNOUNCED_PREFIX}/{root}/v{version}.json"
+def announced_version(store: ObjectStore, root: str) -> int:
+    """The last version of `root` Kafka acknowledged (0: none)."""
+    table = delta.open_table(store, table_of(root))
+    return (table.transaction_version(ANNOUNCED_TXN) or 0) if table is not None else 0
+
+
+def mark_announced(store: ObjectStore, root: str, version: int, event: dict[str, Any], topic: str) -> None:
+    """Move the announced mark up to `version` (never down), in a commit of its own."""
+    spec = table_of(root)
+    details = {"version": version, "event_id": event["event_id"], "topic": topic,
+               "announced_at": datetime.now(UTC).isoformat()}
+    for _ in range(ATTEMPTS):
+        table = delta.open_table(store, spec)
+        if table is None:
+            raise RuntimeError(f"{root} has no table in {store.url} to mark v{version} announced in")
+        if (table.transaction_version(ANNOUNCED_TXN) or 0) >= version:
+            return
+        try:
+            commit(store, spec, table, [], metadata={ANNOUNCEMENT_METADATA: details},
+                   transaction=(ANNOUNCED_TXN, version))
+        except CommitLostError:
+            continue  # a publish or another announcer committed first: look again
+        return
+    raise RuntimeError(f"{root} v{version} was announced, but {ATTEMPTS} attempts to record it lost to other commits")
 
 
 def announce(store: ObjectStore, root: str, version: int, announcer: Announcer) -> dict[str, Any]:
@@ -129,19 +157,18 @@ def announce(store: ObjectStore, root: str, version: int, announcer: Announcer) 
     manifest = read_manifest(store, root, version)
     event = announcement(store, root, manifest)
     announcer.send(event_key(root), event)
-    write_json(store, _mark_key(root, version),
-               {"event_id": event["event_id"], "topic": announcer.topic, "announced_at": datetime.now(UTC).isoformat()})
+    mark_announced(store, root, version, event, announcer.topic)
     log.info("announced %s v%d on %s (%s)", root, version, announcer.topic, event["event_id"])
     return event
 
 
 def unannounced(store: ObjectStore) -> list[tuple[str, int]]:
-    """Published versions without an acknowledged announcement, oldest first per root."""
-    marked = set(store.list(f"{ANNOUNCED_PREFIX}/"))
+    """Published versions above their table's announced mark, oldest first per root."""
     pending: list[tuple[str, int]] = []
     for prefix in (SLICES_PREFIX, EXPORTS_PREFIX):
         for root, versions in list_roots(store, prefix).items():
-            pending.extend((root, v) for v in versions if _mark_key(root, v) not in marked)
+            mark = announced_version(store, root)
+            pending.extend((root, v) for v in versions if v > mark)
     return pending
 
 

@@ -4,7 +4,9 @@
     frame = load_slice("support-reply")                  # latest version, from the lake at FLYWHEEL_LAKE_URL
     frame = load_slice("support-reply", version=3, lake="s3://bucket/lake")
 
-Every read checks the data against the SHA-256 in the version's manifest first.
+A version is read as of its own commit (Delta time travel on `slices/<name>` or `exports/<kind>`): what it
+returns never changes, whatever was published after it. Every read checks the data against the SHA-256 in
+the version's manifest first.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import polars as pl
 
@@ -22,18 +24,23 @@ from flywheel_feedback.services.lake.store import ObjectStore, open_store
 from flywheel_feedback.services.slices.definitions import DefinitionError
 from flywheel_feedback.services.slices.traffic import NoTrafficError
 from flywheel_feedback.services.slices.versions import (
+    DATA,
+    EXPORTS_PREFIX,
+    MANIFEST,
+    RETIRED,
     IntegrityError,
     VersionExistsError,
     VersionNotFoundError,
     export_root,
+    open_version,
     read_file,
     read_frame,
-    read_manifest,
-    resolve,
     slice_root,
 )
 
-RETIRED = "retired.parquet"
+if TYPE_CHECKING:
+    from flywheel_feedback.labeling.exports import Kind
+
 # what a user can cause and fix (the CLI prints these without a traceback)
 SLICE_ERRORS = (DefinitionError, NoTrafficError, VersionNotFoundError, IntegrityError, VersionExistsError)
 
@@ -61,9 +68,7 @@ def load_slice(
     if not isinstance(name, str) or not name:
         raise ValueError(f"expected a slice name, got {name!r}")
     store = _store(lake, s3_options)
-    root = slice_root(name)
-    manifest = read_manifest(store, root, resolve(store, root, version))
-    return read_frame(store, manifest, columns=columns, verify=verify)
+    return read_frame(store, open_version(store, slice_root(name), version), columns=columns, verify=verify)
 
 
 def load_export(
@@ -76,24 +81,29 @@ def load_export(
 ) -> pl.DataFrame:
     """A training export version (the latest when `version` is None) as a polars frame."""
     store = _store(lake, s3_options)
-    root = export_root(kind)
-    manifest = read_manifest(store, root, resolve(store, root, version))
-    return read_frame(store, manifest, verify=verify)
+    return read_frame(store, open_version(store, export_root(kind), version), verify=verify)
 
 
 def pull(store: ObjectStore, root: str, version: int | None, dest: Path) -> list[Path]:
-    """Copy a version's files (verified) and its manifest to `dest/<root>/v<k>/`; returns the paths."""
-    resolved = resolve(store, root, version)
-    manifest = read_manifest(store, root, resolved)
-    folder = dest / root / f"v{resolved}"
+    """Copy a version's files (verified, the bytes the manifest hashed) and its manifest to `dest/<root>/v<k>/`;
+    an export also gets data.jsonl, its records in the layout trainers read. Returns the paths."""
+    from flywheel_feedback.services.slices.exports import JSONL, jsonl_bytes
+
+    published = open_version(store, root, version)
+    folder = dest / root / f"v{published.version}"
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name in sorted(manifest["files"]):
+    for name in sorted(published.files):
         path = folder / name
-        path.write_bytes(read_file(store, manifest, name, verify=True))
+        path.write_bytes(read_file(store, published, name, verify=True))
         written.append(path)
-    path = folder / "manifest.json"
-    path.write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    if root.startswith(f"{EXPORTS_PREFIX}/"):
+        kind = cast("Kind", root.split("/", 1)[1])  # open_version checked it is a kind
+        path = folder / JSONL
+        path.write_bytes(jsonl_bytes(kind, pl.read_parquet(folder / DATA)))
+        written.append(path)
+    path = folder / MANIFEST
+    path.write_text(json.dumps(published.manifest, indent=2, sort_keys=True))
     return [*written, path]
 
 
@@ -114,15 +124,15 @@ def diff(store: ObjectStore, name: str, old: int, new: int) -> SliceDiff:
     root = slice_root(name)
     if old == new:
         raise ValueError(f"expected two different versions, got v{old} twice")
-    a_manifest = read_manifest(store, root, resolve(store, root, old))
-    b_manifest = read_manifest(store, root, resolve(store, root, new))
-    a, b = read_frame(store, a_manifest), read_frame(store, b_manifest)
+    a_version, b_version = open_version(store, root, old), open_version(store, root, new)
+    b_manifest = b_version.manifest
+    a, b = read_frame(store, a_version), read_frame(store, b_version)
     keys = ["interaction_id", "topic", "stratum", "label_source"]
     added = b.join(a, on="interaction_id", how="anti").select(*keys, "added_in").sort("interaction_id")
     gone = a.join(b, on="interaction_id", how="anti").select("interaction_id", "topic", "stratum")
     reasons = pl.DataFrame(schema={"interaction_id": pl.String, "reason": pl.String})
-    if b_manifest.get("parent", {}) and b_manifest["parent"]["version"] == old and RETIRED in b_manifest["files"]:
-        reasons = read_frame(store, b_manifest, RETIRED).select("interaction_id", "reason")
+    if b_manifest.get("parent", {}) and b_manifest["parent"]["version"] == old and RETIRED in b_version.files:
+        reasons = read_frame(store, b_version, RETIRED).select("interaction_id", "reason")
     retired = gone.join(reasons, on="interaction_id", how="left").with_columns(
         pl.col("reason").fill_null(f"not in v{new}")
     ).sort("interaction_id")
@@ -164,6 +174,5 @@ def _cluster_mix(a: pl.DataFrame, b: pl.DataFrame, *, old: int, new: int, manife
 
 
 def manifest_of(store: ObjectStore, name: str, version: int | None = None) -> dict[str, Any]:
-    root = slice_root(name)
-    return read_manifest(store, root, resolve(store, root, version))
+    return open_version(store, slice_root(name), version).manifest
 

@@ -7,8 +7,10 @@ the gaps from recent traffic. Gaps that need people (strata short of confident l
 clusters the old version missed, a gold share under the minimum) go to the renewal queue.
 
 Order of effects: the renewal queue's items into the annotation outbox, then the version's files, then its
-manifest (the commit point), then the announcement. A crash before the manifest leaves no version; the rerun
-proposes the same one and queues nothing new (its items are in the outbox under the same source).
+commit on the slice's Delta table (`slices/<name>`, with the manifest: the commit point), then the announcement. A
+crash before the commit leaves no version; the rerun proposes the same one and queues nothing new (its items are
+in the outbox under the same source). Two renewals of one slice at once both propose the same version: one
+commits it, the other fails with VersionExistsError.
 """
 
 from __future__ import annotations
@@ -43,17 +45,16 @@ from flywheel_feedback.services.slices.queue import new_items, renewal_source, w
 from flywheel_feedback.services.slices.traffic import NoTrafficError, Traffic, read_traffic
 from flywheel_feedback.services.slices.versions import (
     DATA,
+    RETIRED,
     latest_version,
-    parquet_bytes,
+    open_version,
     publish,
     read_frame,
-    read_manifest,
     slice_root,
 )
 
 log = logging.getLogger(__name__)
 
-RETIRED = "retired.parquet"
 Progress = Callable[[str], None]
 _CURRENT_SCHEMA: dict[str, pl.DataType] = {
     "interaction_id": pl.String(), STRATUM: pl.String(), "ts": pl.Datetime("us", "UTC"),
@@ -178,10 +179,10 @@ def renew(
         return _done(result, started)
     say(f"publishing {definition.name} v{version}: {rows.height} rows, {queued.height} items to the renewal queue")
     write_items(store, queued, source=queue_source)
-    files = {DATA: parquet_bytes(rows)}
+    parts = {DATA: rows}
     if state.parent_rows is not None:
-        files[RETIRED] = parquet_bytes(retired)
-    written = publish(store, slice_root(definition.name), version, files, manifest)
+        parts[RETIRED] = retired
+    written = publish(store, slice_root(definition.name), version, parts, manifest)
     announced, error = _announce(store, announcer)
     return _done(result, started, published=True, manifest=written, announced=announced, announce_error=error)
 
@@ -203,8 +204,9 @@ def _prepare(store: ObjectStore, definition: SliceDefinition, *, as_of: datetime
     parent_version = latest_version(store, root)
     parent_manifest = parent_rows = None
     if parent_version is not None:
-        parent_manifest = read_manifest(store, root, parent_version)
-        parent_rows = read_frame(store, parent_manifest)  # verified against its hash
+        parent = open_version(store, root, parent_version)
+        parent_manifest = parent.manifest
+        parent_rows = read_frame(store, parent)  # as published, verified against its hash
     say(f"clustering {recent.height} recent interactions" + (f" and v{parent_version}" if parent_version else ""))
     model = _fit(definition, recent, parent_rows)
     recent = recent.with_columns(model.predict(recent.get_column("input_text")).alias(CLUSTER)).with_columns(

@@ -1,11 +1,13 @@
 """Training exports: SFT examples, preference pairs and classifier data as immutable versions.
 
-Each export is `exports/<kind>/v<k>/` with data.parquet (every column), data.jsonl (the layout trainers
-read: chat messages for SFT, prompt/chosen/rejected for pairs, text/label/confidence for classifiers)
-and a manifest with lineage: the lake snapshot and event ranges, the labeling-function set and
-label-model versions, the model versions covered, the options, the parent export, and the eval slices
-held out. Items of the latest version of every slice are excluded by default, so nothing a model is
-evaluated on is trained on. All text is masked before it reaches a record.
+Each kind is a Delta table, `exports/<kind>`, partitioned by version (`services/slices/versions.py`): version k
+is one commit holding its records (every column) and a manifest with lineage: the Delta versions of the tables
+read (raw events, labels, gold), the Kafka offsets behind them, the labeling-function set and label-model
+versions, the model versions covered, the options, the parent export, and the eval slices held out. The
+JSON-lines layout trainers read (chat messages for SFT, prompt/chosen/rejected for pairs, text/label/confidence
+for classifiers) is made from a version's verified records (`read_jsonl`, `export pull`). Items of the latest
+version of every slice are excluded by default, so nothing a model is evaluated on is trained on. All text is
+masked before it reaches a record.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from flywheel_feedback.services.slices.versions import (
     export_root,
     latest_version,
     list_roots,
-    parquet_bytes,
+    open_version,
     publish,
     read_frame,
     read_manifest,
@@ -61,11 +63,23 @@ def held_out(store: ObjectStore) -> tuple[pl.DataFrame, dict[str, int]]:
     """interaction_id of the latest version of every slice, and which versions those are."""
     frames, versions = [], {}
     for root, published in list_roots(store, SLICES_PREFIX).items():
-        manifest = read_manifest(store, root, published[-1])
-        frames.append(read_frame(store, manifest, columns=["interaction_id"]))
+        latest = open_version(store, root, published[-1])
+        frames.append(read_frame(store, latest, columns=["interaction_id"]))
         versions[root.split("/", 1)[1]] = published[-1]
     ids = pl.concat(frames).unique() if frames else pl.DataFrame(schema={"interaction_id": pl.String})
     return ids, versions
+
+
+def jsonl_bytes(kind: Kind, records: pl.DataFrame) -> bytes:
+    """An export's records in the JSON-lines layout of its kind."""
+    buf = io.BytesIO()
+    jsonl_layout(kind, records).write_ndjson(buf)
+    return buf.getvalue()
+
+
+def read_jsonl(store: ObjectStore, kind: Kind, version: int | None = None) -> bytes:
+    """A published export (the latest when `version` is None) as JSON lines, from its verified records."""
+    return jsonl_bytes(kind, read_frame(store, open_version(store, export_root(kind), version)))
 
 
 def regenerations(store: ObjectStore) -> pl.DataFrame:
@@ -124,9 +138,7 @@ def export(
     if dry_run:
         return ExportResult(kind, version, records.height, manifest, records, published=False,
                             seconds=time.perf_counter() - started)
-    buf = io.BytesIO()
-    jsonl_layout(kind, records).write_ndjson(buf)
-    written = publish(store, root, version, {DATA: parquet_bytes(records), JSONL: buf.getvalue()}, manifest)
+    written = publish(store, root, version, {DATA: records}, manifest)
     announced, error = False, None
     if announcer is not None:
         try:

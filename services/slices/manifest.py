@@ -1,7 +1,8 @@
 """What a version's manifest says: counts, lineage, the changes from its parent, drift before and after.
 
-`versions.publish` adds the file hashes, the content hash and the version number when it writes the
-manifest; everything else is assembled here from frames, so it is a plain JSON-able dict.
+`versions.publish` adds the file hashes, the content hash, the version number and the Delta version of its
+commit when it commits the manifest; everything else is assembled here from frames, so it is a plain JSON-able
+dict. `source.tables` names the Delta versions of the tables the rows were read from.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def slice_manifest(
         },
         "model_versions": described["model_versions"],
         "source": {
-            **{k: traffic.lineage[k] for k in ("lake", "lake_snapshots", "labeler_state", "event_ranges")},
+            **{k: traffic.lineage[k] for k in ("lake", "lake_snapshots", "labeler_state", "event_ranges", "tables")},
             "as_of": _iso(as_of),
             "watermark": traffic.watermark.isoformat(),
             "window": {"from": (traffic.watermark - definition.window).isoformat(),
@@ -132,7 +133,7 @@ def export_manifest(
         "options": options,
         "model_versions": described["model_versions"],
         "source": {
-            **{k: traffic.lineage[k] for k in ("lake", "lake_snapshots", "labeler_state", "event_ranges")},
+            **{k: traffic.lineage[k] for k in ("lake", "lake_snapshots", "labeler_state", "event_ranges", "tables")},
             "watermark": traffic.watermark.isoformat(),
             "interactions": described["interactions"],
             "candidate_interactions": source_rows.height,

@@ -64,6 +64,8 @@ def manifest_lines(manifest: Mapping[str, Any]) -> list[str]:
         f"{manifest.get('name')} v{manifest.get('version')}: {manifest.get('rows')} rows, created "
         f"{manifest.get('created_at')} ({manifest.get('reason', manifest.get('kind'))})",
         f"  content hash {manifest.get('content_hash')}",
+        f"  Delta table {manifest.get('table', {}).get('name')} at version {manifest.get('table', {}).get('version')}; "
+        f"read from the tables at versions {source.get('tables')}",
         f"  parent {manifest.get('parent')}; changes {manifest.get('changes', '-')}",
         f"  traffic window {source.get('window', {}).get('from')} .. {source.get('window', {}).get('to')}; "
         f"lake snapshots {source.get('lake_snapshots')}",

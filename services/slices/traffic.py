@@ -3,12 +3,12 @@
 One row per labeled interaction with the columns slices and exports use; the input text is masked
 here already (clusters are fitted on it and their names come from its words). Lineage says what the
 rows came from: the labeler's lake snapshot(s), labeling-function set and label-model version(s), the
-labeling functions by name, and the Kafka offset range of every raw event file behind them.
+labeling functions by name, the Delta versions of the tables read (raw events, labels, gold) and the Kafka
+offsets the raw events table held at its version. Labels are read only through `services/lake/labels.py`.
 """
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,18 +17,12 @@ from typing import Any, Final
 import polars as pl
 
 from flywheel_feedback.labeling.records import mask_distinct
-from flywheel_feedback.services.annotation.gold import read_gold_responses
+from flywheel_feedback.services.annotation.gold import gold_version, read_gold_responses
 from flywheel_feedback.services.errors import FlywheelError
 from flywheel_feedback.services.lake import delta
+from flywheel_feedback.services.lake.labels import labels_version, read_labeler_state, read_labels, read_lf_summary
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.lake.tables import (
-    LABELER_STATE_KEY,
-    LABELS_KEY,
-    LF_SUMMARY_KEY,
-    RAW_EVENTS,
-    read_json,
-    read_table,
-)
+from flywheel_feedback.services.lake.tables import RAW_EVENTS
 
 # labels-table column -> type it is read as (older tables may lack some: they come back null)
 LABEL_COLUMNS: Final[dict[str, pl.DataType]] = {
@@ -76,9 +70,11 @@ def read_traffic(store: ObjectStore, *, tasks: Sequence[str] = (), as_of: dateti
     """The labeled interactions of `tasks` (all when empty) served at or before `as_of`."""
     if as_of is not None and as_of.tzinfo is None:
         raise ValueError(f"expected as_of with a time zone, got {as_of!r}")
-    labels = _read_labels(store)
+    # Delta versions before the reads (the rows are at least this new)
+    read_at = {"labels": labels_version(store), "gold": gold_version(store)}
+    labels = read_labels(store, columns=list(LABEL_COLUMNS))
     if labels is None:
-        raise NoTrafficError(f"the lake at {store.url} has no labels table ({LABELS_KEY}): run `flywheel label` first")
+        raise NoTrafficError(f"the lake at {store.url} has no labels table: run `flywheel label` first")
     frame = labels.select(
         pl.col(c).cast(t) if c in labels.columns else pl.lit(None, dtype=t).alias(c) for c, t in LABEL_COLUMNS.items()
     ).rename({"source": "label_source"})
@@ -95,22 +91,7 @@ def read_traffic(store: ObjectStore, *, tasks: Sequence[str] = (), as_of: dateti
     watermark = as_of if as_of is not None else newest
     if not isinstance(watermark, datetime):
         raise NoTrafficError(f"the labeled interactions in {store.url} have no timestamps")
-    return Traffic(frame=frame, watermark=watermark, lineage=_lineage(store, frame))
-
-
-def _read_labels(store: ObjectStore) -> pl.DataFrame | None:
-    path = store.local_path(LABELS_KEY)
-    if path is not None:
-        if not path.exists():
-            return None
-        available = pl.read_parquet_schema(path)
-        return pl.read_parquet(path, columns=[c for c in LABEL_COLUMNS if c in available])
-    if not store.exists(LABELS_KEY):
-        return None
-    data = io.BytesIO(store.get(LABELS_KEY))
-    available = pl.read_parquet_schema(data)
-    data.seek(0)
-    return pl.read_parquet(data, columns=[c for c in LABEL_COLUMNS if c in available])
+    return Traffic(frame=frame, watermark=watermark, lineage=_lineage(store, frame, read_at=read_at))
 
 
 def _annotator_corrections(store: ObjectStore) -> pl.DataFrame:
@@ -142,16 +123,19 @@ def raw_event_ranges(store: ObjectStore) -> dict[str, Any]:
     return {"table_version": version, "partitions": ranges.to_dicts()}
 
 
-def _lineage(store: ObjectStore, frame: pl.DataFrame) -> dict[str, Any]:
-    summary = read_table(store, LF_SUMMARY_KEY)
-    state = read_json(store, LABELER_STATE_KEY) or {}
+def _lineage(store: ObjectStore, frame: pl.DataFrame, *, read_at: dict[str, int | None]) -> dict[str, Any]:
+    summary = read_lf_summary(store)
+    state = read_labeler_state(store)
+    ranges = raw_event_ranges(store)
     return {
         "lake": store.url,
         "lake_snapshots": sorted(frame.get_column("snapshot").drop_nulls().unique().to_list()),
         "labeler_state": {
             k: state.get(k) for k in ("snapshot", "finished_at", "lf_fingerprint", "label_model_version")
         },
-        "event_ranges": raw_event_ranges(store),
+        "event_ranges": ranges,
+        # the Delta version of each table read (None: not a Delta table yet)
+        "tables": {"raw_events": ranges["table_version"], **read_at},
         "lf_fingerprints": sorted(frame.get_column("lf_fingerprint").drop_nulls().unique().to_list()),
         "label_model_versions": sorted(frame.get_column("label_model_version").drop_nulls().unique().to_list()),
         "labeling_functions": [] if summary is None else summary.get_column("name").to_list(),

@@ -1,14 +1,22 @@
-"""Immutable versions in the lake: `<root>/v<k>/` holds data files and a manifest.json written last.
+"""Immutable versions as Delta tables: one per slice (`slices/<name>`) and per export kind (`exports/<kind>`),
+declared in `services/lake/tables.py` and partitioned by the version number.
 
-Roots are `slices/<name>` for eval slices and `exports/<kind>` for training exports. The manifest is the
-commit point: a version exists once its manifest does, and a published version is never written again
-(publishing over it raises). Files written before a crash, without a manifest, are not a version and are
-overwritten by the next attempt. The manifest records each file's SHA-256 and size; the version's
-`content_hash` is its data file's SHA-256, and reading verifies it, so a version that changed after it was
-published (or a truncated download) is an error, not data.
+Publishing version k is one Delta commit: it adds the files of partition version=k (for a slice, its rows and
+the items it retired) and carries the manifest in its custom metadata (`flywheel.manifest`). The commit is made
+against the table version in which the publisher saw that k was absent, with no retries (delta-rs
+`max_commit_retries=0`): delta-rs then writes exactly the next log entry, with a put-if-absent (a hard link on
+local disk, `If-None-Match: *` on S3), or fails. So of two publishers of k, one commit lands; the other reloads,
+finds k and raises VersionExistsError. If the commit that got there first was something else (an announcement
+mark), it tries again. (delta-rs's default retries would not do: appends never conflict, so both would land;
+only a shared app id conflicts; and a writer that loses the race to create a table skips the conflict check.)
+Files written before a crash, without their commit, are in no version: invisible, and the next attempt writes
+its own.
 
-Known limit: two publishers racing for the same new version number on S3 both pass the existence check;
-run one renewal per slice at a time (the CLI and the bench do).
+Reading version k finds its commit in the table's history, opens the table at that Delta version (time travel:
+later commits cannot change what k returns), takes the files of partition k from the log, checks they are those
+the manifest lists, and verifies each file's SHA-256 and size. `content_hash` is the rows file's SHA-256. A
+version whose files changed after it was published (or a truncated download) is an error, not data. Any Delta
+reader gets the same rows: `pl.scan_delta(uri, version=<table version>).filter(pl.col("version") == k)`.
 """
 
 from __future__ import annotations
@@ -16,21 +24,44 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import re
+import time
+import uuid
 from collections.abc import Mapping
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 import polars as pl
 
+from flywheel_feedback.labeling.records import SLICE_SCHEMA
 from flywheel_feedback.services.errors import FlywheelError
+from flywheel_feedback.services.lake import delta
+from flywheel_feedback.services.lake.delta import TableSpec
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import (
+    EXPORT_VERSIONS,
+    SLICE_RETIRED_SCHEMA,
+    VERSION_TABLE_CONFIG,
+    slice_table,
+)
+from flywheel_feedback.services.slices.definitions import NAME_PATTERN
 
-MANIFEST: Final = "manifest.json"
-DATA: Final = "data.parquet"
-FORMAT: Final = 1
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+    from deltalake import Schema as DeltaSchema
+    from deltalake.transaction import AddAction
+
+MANIFEST: Final = "manifest.json"  # the name `pull` gives it on disk
+DATA: Final = "data.parquet"  # the version's rows
+RETIRED: Final = "retired.parquet"  # a slice version's retired items
+FORMAT: Final = 2
 SLICES_PREFIX: Final = "slices"
 EXPORTS_PREFIX: Final = "exports"
-_VERSION_KEY = re.compile(r"^(?P<root>.+)/v(?P<version>[1-9][0-9]*)/manifest\.json$")
+MANIFEST_METADATA: Final = "flywheel.manifest"  # the commit's custom-metadata key holding the manifest
+PUBLISHED_TXN: Final = "flywheel.published"  # app id: its version is the slice (export) version published
+ATTEMPTS: Final = 20  # commits lost to other kinds of commits (announcement marks) before giving up
+_TABLE_LOG = re.compile(r"^(?P<root>[^/]+/[^/]+)/_delta_log/")
 
 
 class VersionExistsError(FlywheelError, RuntimeError):
@@ -45,6 +76,22 @@ class VersionNotFoundError(FlywheelError, LookupError):
     """No such version (the message lists the ones there are)."""
 
 
+class CommitLostError(RuntimeError):
+    """Another commit landed on the table since it was read (the caller reloads and decides again)."""
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published version: its manifest, the Delta version of its commit, and its files as that commit's
+    snapshot of the table holds them (file name -> store key)."""
+
+    root: str
+    version: int
+    table_version: int
+    manifest: dict[str, Any]
+    files: dict[str, str]
+
+
 def slice_root(name: str) -> str:
     return f"{SLICES_PREFIX}/{name}"
 
@@ -53,8 +100,27 @@ def export_root(kind: str) -> str:
     return f"{EXPORTS_PREFIX}/{kind}"
 
 
-def version_key(root: str, version: int, name: str) -> str:
-    return f"{root}/v{version}/{name}"
+def table_of(root: str) -> TableSpec:
+    """The versions table of a root: `slices/<name>` or `exports/<kind>`."""
+    prefix, _, name = root.partition("/")
+    if prefix == SLICES_PREFIX and re.fullmatch(NAME_PATTERN, name):
+        return slice_table(name)
+    if prefix == EXPORTS_PREFIX and name in EXPORT_VERSIONS:
+        return EXPORT_VERSIONS[name]
+    raise VersionNotFoundError(f"{root!r} is neither a slice (slices/<name>) nor an export "
+                               f"({', '.join(export_root(k) for k in EXPORT_VERSIONS)})")
+
+
+def _label(root: str) -> str:
+    prefix, _, name = root.partition("/")
+    return f"slice {name}" if prefix == SLICES_PREFIX else f"export {name}"
+
+
+def part_schemas(spec: TableSpec) -> dict[str, pl.Schema]:
+    """What each file of a version holds: name -> columns."""
+    if "role" in spec.partition_by:
+        return {DATA: SLICE_SCHEMA, RETIRED: SLICE_RETIRED_SCHEMA}
+    return {DATA: pl.Schema({c: t for c, t in spec.schema.items() if c not in spec.partition_by})}
 
 
 def sha256(data: bytes) -> str:
@@ -67,24 +133,31 @@ def parquet_bytes(frame: pl.DataFrame) -> bytes:
     return buf.getvalue()
 
 
+def published(store: ObjectStore, root: str) -> dict[int, tuple[int, dict[str, Any]]]:
+    """Every published version of `root`: version -> (Delta version of its commit, manifest), from the history."""
+    table = delta.open_table(store, table_of(root))
+    return {} if table is None else _from_history(table)
+
+
+def _from_history(table: DeltaTable) -> dict[int, tuple[int, dict[str, Any]]]:
+    found: dict[int, tuple[int, dict[str, Any]]] = {}
+    for commit in table.history():  # newest first: were a version committed twice, the first commit wins
+        manifest = commit.get(MANIFEST_METADATA)
+        if isinstance(manifest, dict) and isinstance(manifest.get("version"), int):
+            found[manifest["version"]] = (int(commit["version"]), manifest)
+    return dict(sorted(found.items()))
+
+
 def list_versions(store: ObjectStore, root: str) -> list[int]:
     """Published versions under `root`, ascending."""
-    found = []
-    for key in store.list(f"{root}/"):
-        match = _VERSION_KEY.match(key)
-        if match and match.group("root") == root:
-            found.append(int(match.group("version")))
-    return sorted(found)
+    return list(published(store, root))
 
 
 def list_roots(store: ObjectStore, prefix: str) -> dict[str, list[int]]:
-    """Every root under `prefix` (slices or exports) with its published versions."""
-    roots: dict[str, list[int]] = {}
-    for key in store.list(f"{prefix}/"):
-        match = _VERSION_KEY.match(key)
-        if match and match.group("root").count("/") == prefix.count("/") + 1:
-            roots.setdefault(match.group("root"), []).append(int(match.group("version")))
-    return {root: sorted(v) for root, v in sorted(roots.items())}
+    """Every table under `prefix` (slices or exports) with its published versions."""
+    roots = sorted({m.group("root") for k in store.list(f"{prefix}/") if (m := _TABLE_LOG.match(k))})
+    found = {root: list_versions(store, root) for root in roots}
+    return {root: versions for root, versions in found.items() if versions}
 
 
 def latest_version(store: ObjectStore, root: str) -> int | None:
@@ -105,78 +178,232 @@ def resolve(store: ObjectStore, root: str, version: int | None) -> int:
 
 
 def read_manifest(store: ObjectStore, root: str, version: int) -> dict[str, Any]:
-    key = version_key(root, version, MANIFEST)
-    if not store.exists(key):
-        raise VersionNotFoundError(f"{root} has no version {version} in {store.url}; published: "
-                                   f"{list_versions(store, root)}")
-    manifest: dict[str, Any] = json.loads(store.get(key))
-    return manifest
+    found = published(store, root)
+    if version not in found:
+        raise VersionNotFoundError(f"{root} has no version {version} in {store.url}; published: {list(found)}")
+    return found[version][1]
+
+
+def open_version(store: ObjectStore, root: str, version: int | None = None) -> Published:
+    """A published version (the latest when `version` is None) as of its own commit: its manifest and files."""
+    spec = table_of(root)
+    found = published(store, root)
+    if version is None and found:
+        version = max(found)
+    if version is None or version not in found:
+        raise VersionNotFoundError(f"nothing published under {root} in {store.url}" if version is None else
+                                   f"{root} has no version {version} in {store.url}; published: {list(found)}")
+    table_version, manifest = found[version]
+    table = delta.open_table(store, spec, version=table_version)
+    assert table is not None  # its history named this version
+    in_log = sorted(_partition_files(table, spec, version))
+    listed = sorted((name, entry.get("key")) for name, entry in manifest.get("files", {}).items())
+    if in_log != listed:
+        raise IntegrityError(f"{root} v{version}: the table at Delta version {table_version} holds {in_log}, "
+                             f"the manifest lists {listed}")
+    return Published(root, version, table_version, manifest, dict(in_log))
+
+
+def _partition_files(table: DeltaTable, spec: TableSpec, version: int) -> list[tuple[str, str]]:
+    """(file name, store key) of every file of partition version=`version` in the table as loaded."""
+    adds = pl.DataFrame(table.get_add_actions(flatten=True))
+    if adds.is_empty():
+        return []
+    mine = adds.filter(pl.col("partition.version") == version)
+    role = pl.col("partition.role") if "role" in spec.partition_by else pl.lit("data")
+    return [(f"{r}.parquet", f"{spec.name}/{p}") for p, r in mine.select("path", role).iter_rows()]
 
 
 def publish(
-    store: ObjectStore, root: str, version: int, files: Mapping[str, bytes], manifest: Mapping[str, Any]
+    store: ObjectStore, root: str, version: int, parts: Mapping[str, pl.DataFrame], manifest: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """Write the files, then the manifest (with their hashes); returns the manifest as written."""
-    if DATA not in files:
-        raise ValueError(f"expected a {DATA} among the files, got {sorted(files)}")
-    if MANIFEST in files:
-        raise ValueError(f"{MANIFEST} is written by publish itself")
-    manifest_key = version_key(root, version, MANIFEST)
-    if store.exists(manifest_key):
-        raise VersionExistsError(f"{root} v{version} is already published in {store.url}; versions are immutable")
-    listed: dict[str, dict[str, Any]] = {}
-    for name, data in files.items():
-        key = version_key(root, version, name)
-        store.put(key, data)
-        listed[name] = {"key": key, "sha256": sha256(data), "bytes": len(data)}
-    written = {
-        **manifest,
+    """Publish `parts` (file name -> rows; DATA required) as `version` of `root`, in one commit whose metadata is
+    the manifest with the files' hashes added. Returns the manifest as committed. Raises VersionExistsError when
+    the version is published already, also when another publisher committed it first."""
+    spec = table_of(root)
+    schemas = part_schemas(spec)
+    if DATA not in parts or not set(parts) <= set(schemas):
+        raise ValueError(f"expected {DATA} and optionally {sorted(set(schemas) - {DATA})}, got {sorted(parts)}")
+    if version < 1:
+        raise ValueError(f"expected a version >= 1, got {version}")
+    _check_absent(store, spec, root, version)  # before writing files that would never be committed
+    actions, listed = [], {}
+    for name, frame in parts.items():
+        action, entry = _write_part(store, spec, version, name, frame, schemas[name])
+        actions.append(action)
+        listed[name] = entry
+    body = {
+        **_jsonable(dict(manifest)),
         "format": FORMAT,
         "version": version,
         "content_hash": f"sha256:{listed[DATA]['sha256']}",
         "files": listed,
     }
-    store.put(manifest_key, json.dumps(written, indent=2, sort_keys=True, default=str).encode())
-    return written
+    for _ in range(ATTEMPTS):
+        table = _check_absent(store, spec, root, version)
+        table_version = 0 if table is None else table.version() + 1
+        written = {**body, "table": {"name": spec.name, "version": table_version}}
+        try:
+            commit(store, spec, table, actions, metadata={MANIFEST_METADATA: written},
+                   transaction=(PUBLISHED_TXN, version))
+        except CommitLostError:
+            continue  # reload: the next look says whether that commit was this version
+        return written
+    raise RuntimeError(f"{_label(root)} v{version}: {ATTEMPTS} commits to {spec.name} in {store.url} were all beaten "
+                       "by other commits; try again")
 
 
-def read_file(store: ObjectStore, manifest: Mapping[str, Any], name: str, *, verify: bool = True) -> bytes:
+def _check_absent(store: ObjectStore, spec: TableSpec, root: str, version: int) -> DeltaTable | None:
+    """The table as it is now (None: not created yet), where `version` is not published (else raise)."""
+    table = delta.open_table(store, spec)
+    if table is not None:
+        _check_columns(table, spec)
+        done = _from_history(table)
+        if version in done:
+            raise VersionExistsError(
+                f"{_label(root)} v{version} is already published in {store.url} (Delta version {done[version][0]} "
+                f"of {spec.name}); versions are immutable")
+        if _partition_files(table, spec, version):
+            raise IntegrityError(f"{spec.name} in {store.url} holds files of version {version} that no publish "
+                                 "committed (written outside flywheel); remove them before publishing it")
+    return table
+
+
+def _write_part(
+    store: ObjectStore, spec: TableSpec, version: int, name: str, frame: pl.DataFrame, schema: pl.Schema
+) -> tuple[AddAction, dict[str, Any]]:
+    from deltalake.transaction import AddAction
+
+    if set(frame.columns) != set(schema.names()):
+        raise ValueError(f"{spec.name} {name}: expected the columns {schema.names()}, got {frame.columns}")
+    rows = frame.select(schema.names()).cast(schema).cast(_stored(spec, schema))
+    data = parquet_bytes(rows)
+    values = {"version": str(version)}
+    if "role" in spec.partition_by:
+        values["role"] = name.removesuffix(".parquet")
+    folder = "/".join(f"{k}={v}" for k, v in values.items())
+    path = f"{folder}/part-{uuid.uuid4().hex}.zstd.parquet"
+    store.put(f"{spec.name}/{path}", data)
+    action = AddAction(path, len(data), dict(values), int(time.time() * 1000), True,
+                       json.dumps({"numRecords": rows.height}))
+    return action, {"key": f"{spec.name}/{path}", "sha256": sha256(data), "bytes": len(data), "rows": rows.height}
+
+
+def _stored(spec: TableSpec, schema: pl.Schema) -> pl.Schema:
+    """How a file's columns are stored: as the table declares them (Delta's types)."""
+    return pl.Schema({c: spec.schema[c] for c in schema.names()})
+
+
+def _check_columns(table: DeltaTable, spec: TableSpec) -> None:
+    have = [f.name for f in table.schema().fields]
+    if have != spec.schema.names():
+        raise ValueError(f"{spec.name} has the columns {have}; this code writes {spec.schema.names()}")
+
+
+def commit(
+    store: ObjectStore,
+    spec: TableSpec,
+    table: DeltaTable | None,
+    actions: list[AddAction],
+    *,
+    metadata: dict[str, Any],
+    transaction: tuple[str, int],
+) -> None:
+    """One commit on `table` as it was read (creating the table when None), or CommitLostError when any other
+    commit got there first: no retries, so nothing lands on a table the caller did not see."""
+    from deltalake import CommitProperties, DeltaTable, Transaction
+    from deltalake.exceptions import CommitFailedError, DeltaError
+    from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
+
+    properties = CommitProperties(custom_metadata=metadata, max_commit_retries=0,
+                                  app_transactions=[Transaction(app_id=transaction[0], version=transaction[1])])
+    uri = store.table_uri(spec.name)
+    try:
+        if table is None:
+            create_table_with_add_actions(
+                uri, _delta_schema(spec), actions, mode="error", partition_by=list(spec.partition_by),
+                configuration=VERSION_TABLE_CONFIG, storage_options=store.storage_options(),
+                commit_properties=properties,
+            )
+        else:
+            table.create_write_transaction(
+                list[AddAction | RemoveAction](actions), mode="append", schema=table.schema(),
+                partition_by=list(spec.partition_by), commit_properties=properties,
+            )
+    except CommitFailedError as e:  # another commit took the version this one was to be
+        raise CommitLostError(str(e)) from e
+    except DeltaError as e:  # creating: another writer created the table first
+        if table is None and DeltaTable.is_deltatable(uri, storage_options=store.storage_options()):
+            raise CommitLostError(str(e)) from e
+        raise
+
+
+def _delta_schema(spec: TableSpec) -> DeltaSchema:
+    from deltalake import Schema
+
+    return Schema.from_arrow(pl.DataFrame(schema=spec.schema).to_arrow().schema)
+
+
+def _jsonable(value: Any) -> Any:
+    """JSON types only (what a commit's metadata may hold): text for dates, null for NaN and infinities."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
+def read_file(store: ObjectStore, version: Published, name: str, *, verify: bool = True) -> bytes:
     """A version's file, checked against the manifest's hash and size."""
-    entry = manifest.get("files", {}).get(name)
-    if entry is None:
-        raise VersionNotFoundError(f"v{manifest.get('version')} has no file {name!r}; it has "
-                                   f"{sorted(manifest.get('files', {}))}")
-    path = store.local_path(entry["key"])
-    data = path.read_bytes() if path is not None else store.get(entry["key"])
+    key = version.files.get(name)
+    if key is None:
+        raise VersionNotFoundError(f"{version.root} v{version.version} has no file {name!r}; it has "
+                                   f"{sorted(version.files)}")
+    path = store.local_path(key)
+    data = path.read_bytes() if path is not None else store.get(key)
     if verify:
+        entry = version.manifest["files"][name]
         digest = sha256(data)
         if digest != entry["sha256"] or len(data) != entry["bytes"]:
             raise IntegrityError(
-                f"{entry['key']} in {store.url} does not match its manifest: sha256 {digest} ({len(data)} bytes), "
+                f"{key} in {store.url} does not match its manifest: sha256 {digest} ({len(data)} bytes), "
                 f"expected {entry['sha256']} ({entry['bytes']} bytes)"
             )
     return data
 
 
 def read_frame(
-    store: ObjectStore, manifest: Mapping[str, Any], name: str = DATA, *, verify: bool = True,
-    columns: list[str] | None = None,
+    store: ObjectStore, version: Published, name: str = DATA, *, verify: bool = True, columns: list[str] | None = None,
 ) -> pl.DataFrame:
-    return pl.read_parquet(io.BytesIO(read_file(store, manifest, name, verify=verify)), columns=columns)
+    """A version's rows (or retired items), in the types they were published with."""
+    frame = pl.read_parquet(io.BytesIO(read_file(store, version, name, verify=verify)), columns=columns)
+    schema = part_schemas(table_of(version.root)).get(name, pl.Schema())
+    return frame.cast({c: schema[c] for c in frame.columns if c in schema})
 
 
 def verify_version(store: ObjectStore, root: str, version: int) -> list[str]:
-    """Problems with a published version (empty: every file matches its manifest)."""
-    manifest = read_manifest(store, root, version)
+    """Problems with a published version (empty: the log and every file match its manifest)."""
+    try:
+        found = open_version(store, root, version)
+    except IntegrityError as e:
+        return [str(e)]
     problems = []
-    for name, entry in manifest.get("files", {}).items():
-        if not store.exists(entry["key"]):
-            problems.append(f"{entry['key']} is missing from {store.url}")
+    for name, key in found.files.items():
+        if not store.exists(key):
+            problems.append(f"{key} is missing from {store.url}")
             continue
         try:
-            read_file(store, manifest, name, verify=True)
+            read_file(store, found, name, verify=True)
         except IntegrityError as e:
             problems.append(str(e))
+    manifest = found.manifest
     if manifest.get("content_hash") != f"sha256:{manifest.get('files', {}).get(DATA, {}).get('sha256')}":
         problems.append(f"{root} v{version}: content_hash does not name the data file's hash")
+    if manifest.get("table", {}).get("version") != found.table_version:
+        problems.append(f"{root} v{version}: the manifest names Delta version {manifest.get('table')}, its commit is "
+                        f"Delta version {found.table_version}")
     return problems

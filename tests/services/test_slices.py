@@ -1,5 +1,6 @@
 """Eval slices over a lake whose traffic drifts (local disk): build, renew, diff, the renewal queue, exports,
-immutability, PII. The S3 and Kafka paths are in test_slices_s3_kafka.py."""
+immutability and time travel, PII. The S3 and Kafka paths are in test_slices_s3_kafka.py; concurrent publishers
+in test_slices_versions.py."""
 
 from __future__ import annotations
 
@@ -14,19 +15,27 @@ import polars as pl
 import pytest
 
 from flywheel_feedback.labeling.pii import find_pii
+from flywheel_feedback.services.annotation.gold import gold_version
+from flywheel_feedback.services.lake import delta
+from flywheel_feedback.services.lake.labels import labels_version, read_labels
 from flywheel_feedback.services.lake.store import LocalStore
-from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table
-from flywheel_feedback.services.slices import load_export, load_slice
+from flywheel_feedback.services.lake.tables import RAW_EVENTS
+from flywheel_feedback.services.slices import load_export, load_slice, versions
 from flywheel_feedback.services.slices.api import diff
 from flywheel_feedback.services.slices.build import RenewalResult, check_drift, renew
 from flywheel_feedback.services.slices.definitions import SliceDefinition, find_definition
-from flywheel_feedback.services.slices.exports import export
+from flywheel_feedback.services.slices.exports import export, read_jsonl
 from flywheel_feedback.services.slices.queue import read_renewal_queue, renewal_source
 from flywheel_feedback.services.slices.versions import (
+    DATA,
     IntegrityError,
     VersionExistsError,
+    list_versions,
+    open_version,
     publish,
+    read_file,
     read_manifest,
+    sha256,
     slice_root,
     verify_version,
 )
@@ -41,7 +50,8 @@ class Base:
     lake: Path  # v1 built from the first half; both halves captured and labeled
     definitions: Path
     truth: pl.DataFrame
-    v1_data: bytes
+    v1: pl.DataFrame  # v1's rows as renew built them
+    v1_data: bytes  # its data file's bytes
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +65,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Base:
     first = renew(store, find_definition(root / "slices", NAME))
     assert first.published and first.version == 1 and first.reason == "first version"
     capture_and_label(store, traffic.second, traffic.truth.filter(~before), gold_share=0.08, seed=2, tag="second")
-    return Base(root / "lake", root / "slices", traffic.truth, store.get(f"slices/{NAME}/v1/data.parquet"))
+    assert first.data is not None
+    v1_data = read_file(store, open_version(store, slice_root(NAME), 1), DATA)
+    return Base(root / "lake", root / "slices", traffic.truth, first.data, v1_data)
 
 
 def copy_of(base: Base, dest: Path) -> LocalStore:
@@ -111,7 +123,12 @@ def test_the_new_version_mixes_like_recent_traffic(base: Base, renewed: tuple[Lo
 
 def test_the_old_version_stays_intact_and_verifies(base: Base, renewed: tuple[LocalStore, RenewalResult]) -> None:
     store, _ = renewed
-    assert store.get(f"slices/{NAME}/v1/data.parquet") == base.v1_data
+    v1 = open_version(store, slice_root(NAME), 1)
+    assert read_file(store, v1, DATA) == base.v1_data
+    assert f"sha256:{sha256(base.v1_data)}" == v1.manifest["content_hash"]
+    # time travel: after v2's commit, v1 reads exactly the rows it was published with, at its own Delta version
+    assert load_slice(NAME, 1, lake=store).equals(base.v1)
+    assert v1.table_version == v1.manifest["table"]["version"] < open_version(store, slice_root(NAME), 2).table_version
     assert verify_version(store, slice_root(NAME), 1) == []
     assert verify_version(store, slice_root(NAME), 2) == []
     v1_manifest = read_manifest(store, slice_root(NAME), 1)
@@ -123,8 +140,14 @@ def test_the_old_version_stays_intact_and_verifies(base: Base, renewed: tuple[Lo
 def test_a_version_records_its_lineage(renewed: tuple[LocalStore, RenewalResult]) -> None:
     store, _ = renewed
     manifest = read_manifest(store, slice_root(NAME), 2)
-    labels = read_table(store, LABELS_KEY)
+    labels = read_labels(store)
     assert labels is not None
+    # the Delta versions of the tables read (nothing was written to them since)
+    assert manifest["source"]["tables"] == {"raw_events": delta.table_version(store, RAW_EVENTS),
+                                            "labels": labels_version(store), "gold": gold_version(store)}
+    assert manifest["source"]["tables"]["raw_events"] is not None
+    assert manifest["table"] == {"name": f"slices/{NAME}", "version": open_version(store, slice_root(NAME), 2)
+                                 .table_version}
     assert manifest["source"]["lake_snapshots"] == sorted(set(labels.get_column("snapshot")))
     ranges = manifest["source"]["event_ranges"]
     assert ranges["table_version"] is not None and ranges["partitions"][0]["first_offset"] == 0
@@ -169,7 +192,7 @@ def test_the_gaps_are_in_the_renewal_queue_once(renewed: tuple[LocalStore, Renew
     v2 = load_slice(NAME, lake=store)
     gaps = v2.filter(pl.col("topic_cluster").is_in(uncovered) & pl.col("is_weak")).get_column("interaction_id")
     assert set(gaps) <= set(queue.get_column("interaction_id"))
-    labels = read_table(store, LABELS_KEY)
+    labels = read_labels(store)
     assert labels is not None and set(ours.get_column("interaction_id")) <= set(labels.get_column("interaction_id"))
     # a renewal of a fresh slice publishes nothing and queues nothing
     again = renew(store, definition(base))
@@ -177,20 +200,28 @@ def test_the_gaps_are_in_the_renewal_queue_once(renewed: tuple[LocalStore, Renew
     assert read_renewal_queue(store).height == queue.height
 
 
-def test_a_forced_renewal_never_queues_an_item_twice(base: Base, tmp_path: Path) -> None:
+def test_a_forced_renewal_never_queues_an_item_twice(base: Base, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     store = copy_of(base, tmp_path / "lake")
     from_v1 = read_renewal_queue(store).height
     second = renew(store, definition(base))
+
+    # a renewal that dies before its commit publishes nothing (its queue file is written already)
+    def crash(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("killed before the commit")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(versions, "commit", crash)
+        with pytest.raises(RuntimeError, match="killed"):
+            renew(store, definition(base), force=True)
+    assert list_versions(store, slice_root(NAME)) == [1, 2]
+    crashed = read_renewal_queue(store).height
+    # rerun, it proposes the same version and rewrites the same queue file
     third = renew(store, definition(base), force=True)
     assert third.published and third.version == 3 and third.reason == "forced"
     queue = read_renewal_queue(store)
     assert queue.get_column("interaction_id").is_unique().all()
-    assert queue.height == from_v1 + second.queued + third.queued
-    # rerunning a renewal that died before its manifest proposes the same items, and queues nothing new
-    store.delete(f"slices/{NAME}/v3/manifest.json")
-    rerun = renew(store, definition(base), force=True)
-    assert rerun.version == 3 and rerun.queued == third.queued
-    assert read_renewal_queue(store).height == queue.height
+    assert queue.height == from_v1 + second.queued + third.queued == crashed
 
 
 def string_values(frame: pl.DataFrame) -> list[str]:
@@ -200,7 +231,7 @@ def string_values(frame: pl.DataFrame) -> list[str]:
 
 def test_no_planted_pii_reaches_a_slice_or_an_export(renewed: tuple[LocalStore, RenewalResult]) -> None:
     store, _ = renewed
-    labels = read_table(store, LABELS_KEY)
+    labels = read_labels(store, columns=["input_text"])
     assert labels is not None
     planted = [t for t in string_values(labels.select("input_text")) if find_pii(t)]
     assert planted, "the simulator plants personal data in prompts: the test needs some"
@@ -211,7 +242,8 @@ def test_no_planted_pii_reaches_a_slice_or_an_export(renewed: tuple[LocalStore, 
         result = export(store, kind)
         assert result.published and result.manifest is not None
         outputs.append(load_export(kind, lake=store))
-        for line in store.get(result.manifest["files"]["data.jsonl"]["key"]).splitlines():
+        assert result.version is not None
+        for line in read_jsonl(store, kind, result.version).splitlines():
             record = json.loads(line)
             texts = [m["content"] for m in record.get("messages", [])]
             texts += [record[k] for k in ("prompt", "chosen", "rejected", "text") if k in record]
@@ -243,19 +275,27 @@ def test_exports_pair_different_texts_hold_out_eval_items_and_record_lineage(
         assert result.manifest["excluded_interactions"] >= v2_ids.len()
         assert not result.data.get_column("interaction_id").is_in(v2_ids.implode()).any()
         assert result.manifest["labeling"]["lf_fingerprints"] and result.manifest["source"]["lake_snapshots"]
-    sft_lines = [json.loads(line) for line in io.BytesIO(store.get("exports/sft/v1/data.jsonl")).read().splitlines()]
+    sft_lines = [json.loads(line) for line in io.BytesIO(read_jsonl(store, "sft", 1)).read().splitlines()]
     assert sft_lines and all([m["role"] for m in line["messages"]] == ["user", "assistant"] for line in sft_lines)
-    assert export(store, "sft").manifest["parent"]["version"] == sft.version  # type: ignore[index]
+    later = export(store, "sft")
+    assert later.manifest is not None and later.manifest["parent"]["version"] == sft.version
+    # time travel: the earlier export still reads exactly what it was built from
+    assert sft.version is not None and sft.manifest is not None
+    assert load_export("sft", sft.version, lake=store).equals(sft.data)
+    earlier = open_version(store, "exports/sft", sft.version)
+    assert f"sha256:{sha256(read_file(store, earlier, DATA))}" == sft.manifest["content_hash"]
+    assert earlier.table_version < open_version(store, "exports/sft").table_version
 
 
 def test_versions_are_immutable_and_tampering_is_detected(base: Base, tmp_path: Path) -> None:
     store = copy_of(base, tmp_path / "lake")
     root = slice_root(NAME)
-    with pytest.raises(VersionExistsError, match="immutable"):
-        publish(store, root, 1, {"data.parquet": b"other"}, {"name": NAME})
-    assert store.get(f"{root}/v1/data.parquet") == base.v1_data
     frame = load_slice(NAME, lake=store)
-    frame.with_columns(pl.lit(1).alias("label")).write_parquet(store.root / f"{root}/v1/data.parquet")
+    with pytest.raises(VersionExistsError, match=f"slice {NAME} v1 is already published.*immutable"):
+        publish(store, root, 1, {DATA: frame.head(3)}, {"name": NAME})
+    v1 = open_version(store, root, 1)
+    assert read_file(store, v1, DATA) == base.v1_data
+    frame.with_columns(pl.lit(1).alias("label")).write_parquet(store.root / v1.files[DATA])
     with pytest.raises(IntegrityError, match="does not match its manifest"):
         load_slice(NAME, lake=store)
     assert verify_version(store, root, 1)
@@ -279,7 +319,7 @@ def test_age_a_changed_definition_and_dry_runs(base: Base, tmp_path: Path) -> No
     assert old.renewed and not old.published and old.reason.startswith("age")
     assert old.drift_before is not None and old.drift_before.too_old
     assert old.retired_by_reason.get("older than the slice's max age", 0) > 0
-    assert store.list(f"slices/{name}/v2") == []
+    assert list_versions(store, slice_root(name)) == [1] and store.list(f"slices/{name}/version=2") == []
     assert read_renewal_queue(store).filter(pl.col("source") == renewal_source(name, 2)).is_empty()
     write_definition(folder, name, drift_threshold=1.0, max_age="6h", window="12h", size=300)
     redefined = renew(store, find_definition(folder, name), as_of=truth_start + timedelta(hours=22))

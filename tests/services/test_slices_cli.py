@@ -58,6 +58,7 @@ def test_the_slices_commands_end_to_end(lake: tuple[Path, Path], tmp_path: Path)
     assert f"{NAME} v2 published (forced)" in forced
     shown = run("slices", "show", NAME, *common, "--definitions", str(definitions), "--drift")
     assert "verified: every file matches its manifest" in shown and "drift now" in shown
+    assert f"Delta table slices/{NAME} at version 1;" in shown  # v2: the second commit
     manifest = json.loads(run("slices", "show", NAME, "-v", "1", *common, "--json").split("\nverified")[0])
     assert manifest["version"] == 1 and manifest["content_hash"].startswith("sha256:")
     diffed = run("slices", "diff", NAME, "1", *common, "--limit", "2")

@@ -23,8 +23,10 @@ from flywheel_feedback.services.slices.definitions import SliceDefinition, find_
 from flywheel_feedback.services.slices.exports import export
 from flywheel_feedback.services.slices.queue import read_renewal_queue
 from flywheel_feedback.services.slices.versions import (
+    DATA,
     IntegrityError,
     VersionExistsError,
+    open_version,
     publish,
     read_manifest,
     sha256,
@@ -97,7 +99,9 @@ def test_publish_to_s3_announce_on_kafka_then_pull(
     for event in slices:
         manifest = read_manifest(s3, slice_root(NAME), event["version"])
         assert event["content_hash"] == manifest["content_hash"] and event["rows"] == manifest["rows"]
-        assert event["lake"] == s3_url and event["manifest_key"] == f"slices/{NAME}/v{event['version']}/manifest.json"
+        assert event["lake"] == s3_url and event["table"] == f"{s3_url}/slices/{NAME}"
+        assert event["table_version"] == manifest["table"]["version"] == open_version(
+            s3, slice_root(NAME), event["version"]).table_version
     assert slices[1]["drift"]["before"]["uncovered"] and slices[1]["parent"]["version"] == 1
     assert slices[1]["drift"]["after"]["divergence"] < slices[1]["drift"]["before"]["divergence"]
     (export_key, export_event), = [(k, e) for k, e in events if k != NAME]
@@ -119,9 +123,9 @@ def test_publish_to_s3_announce_on_kafka_then_pull(
     queue = read_renewal_queue(s3)
     assert queue.height == v1.queued + v2.queued and queue.get_column("interaction_id").is_unique().all()
 
-    with pytest.raises(VersionExistsError):
-        publish(s3, slice_root(NAME), 2, {"data.parquet": b"x"}, {})
-    s3.put(f"slices/{NAME}/v1/data.parquet", b"not the published bytes")
+    with pytest.raises(VersionExistsError, match=f"slice {NAME} v2 is already published"):
+        publish(s3, slice_root(NAME), 2, {DATA: v2.data.head(2)}, {})
+    s3.put(open_version(s3, slice_root(NAME), 1).files[DATA], b"not the published bytes")
     with pytest.raises(IntegrityError):
         load_slice(NAME, 1, lake=s3)
 
