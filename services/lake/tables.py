@@ -112,3 +112,9 @@ def read_json(store: ObjectStore, key: str) -> dict[str, Any] | None:
         return None
     loaded: dict[str, Any] = json.loads(store.get(key))
     return loaded
+
+
+def delta_tables() -> tuple[TableSpec, ...]:
+    """Every Delta table declared here (each TableSpec of this module, whoever adds one). Tables made per name at
+    run time (a folder per slice, say) are not declared: `services/lake/maintenance.py` finds those in the lake."""
+    return tuple(value for value in globals().values() if isinstance(value, TableSpec))
