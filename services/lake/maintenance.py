@@ -17,8 +17,13 @@ small files and readers pay a request per file. For every Delta table of the lak
   written and is about to commit, or one that a reader of an older version is reading. Counted in whole hours
   (rounded up); the lake's retention setting is the policy, a table's delta.deletedFileRetentionDuration is not
   consulted.
+  Everything under a table's folder that no commit names is such a file: nothing but the table may live there.
 - checkpoint: when the table changed since its last checkpoint, and log entries older than the table's
   delta.logRetentionDuration (30 days by default) are removed.
+
+A table that keeps its whole history (delta.enableExpiredLogCleanup=false: the slice and export version tables,
+whose every version is read by time travel, against the files its manifest lists) is not compacted and its log is
+not cleaned up; being append-only, it has no replaced files, so vacuum only removes files no commit ever named.
 
 A table that fails is reported and the others go on; the next run tries it again. A table idle since the last run
 gets no new commit. Runs in one process never overlap (a second one is refused while the first runs).
@@ -61,16 +66,18 @@ class TableMaintenance:
     vacuumed: int  # files vacuum deleted
     checkpoint: int | None  # the version checkpointed (None: the last checkpoint was current)
     seconds: float
+    keeps_history: bool = False  # not compacted, log not cleaned (delta.enableExpiredLogCleanup=false)
     error: str | None = None
 
     def summary(self) -> str:
         if self.error is not None:
             return f"{self.table}: failed after {self.seconds:.1f}s: {self.error}"
         checkpoint = "" if self.checkpoint is None else f", checkpoint at v{self.checkpoint}"
+        compacted = "keeps its whole history: not compacted" if self.keeps_history else (
+            f"compacted {self.compacted} into {self.written}")
         return (
             f"{self.table}: v{self.version_before} -> v{self.version_after}, files {self.files_before} -> "
-            f"{self.files_after} (compacted {self.compacted} into {self.written}), vacuumed {self.vacuumed}"
-            f"{checkpoint} in {self.seconds:.1f}s"
+            f"{self.files_after} ({compacted}), vacuumed {self.vacuumed}{checkpoint} in {self.seconds:.1f}s"
         )
 
 
@@ -96,14 +103,16 @@ class MaintenanceRunningError(FlywheelError):
 
 def lake_tables(store: ObjectStore) -> list[str]:
     """The names of every Delta table the lake holds: the declared ones that exist, and every other folder with a
-    `_delta_log` (up to a few levels deep; partition folders and a table's own folders are not searched)."""
+    `_delta_log` (up to a few levels deep; partition folders and a table's own folders are not searched), which
+    covers the tables made per name at run time (`slices/<name>`)."""
     from deltalake import DeltaTable
 
     found = set(discover_tables(store))
     options = store.storage_options()
     declared = {
         spec.name for spec in delta_tables()
-        if spec.name not in found and DeltaTable.is_deltatable(store.table_uri(spec.name), storage_options=options)
+        if "<" not in spec.name and spec.name not in found
+        and DeltaTable.is_deltatable(store.table_uri(spec.name), storage_options=options)
     }
     return sorted(found | declared)
 
@@ -185,8 +194,11 @@ def optimize_table(
     try:
         table = DeltaTable(uri, storage_options=options)
         version_before, files_before = table.version(), len(table.file_uris())
-        # a concurrent writer's commit (capture appending) is retried past: compaction changes no data
-        compacted = table.optimize.compact(commit_properties=CommitProperties(max_commit_retries=20))
+        keeps_history = table.metadata().configuration.get("delta.enableExpiredLogCleanup", "").lower() == "false"
+        compacted: dict[str, object] = {}
+        if not keeps_history:
+            # a concurrent writer's commit (capture appending) is retried past: compaction changes no data
+            compacted = table.optimize.compact(commit_properties=CommitProperties(max_commit_retries=20))
         vacuumed = table.vacuum(
             retention_hours=math.ceil(retention.total_seconds() / 3600), dry_run=False,
             enforce_retention_duration=False, full=True,
@@ -196,12 +208,13 @@ def optimize_table(
         if _last_checkpoint(store, name) != table.version():
             table.create_checkpoint()
             checkpoint = table.version()
-        table.cleanup_metadata()
+        if not keeps_history:  # (delta-rs's cleanup_metadata does not look at the table's setting itself)
+            table.cleanup_metadata()
         return TableMaintenance(
             table=name, version_before=version_before, version_after=table.version(), files_before=files_before,
-            files_after=len(table.file_uris()), compacted=int(compacted.get("numFilesRemoved", 0)),
-            written=int(compacted.get("numFilesAdded", 0)), vacuumed=len(vacuumed), checkpoint=checkpoint,
-            seconds=time.perf_counter() - started,
+            files_after=len(table.file_uris()), compacted=_count(compacted, "numFilesRemoved"),
+            written=_count(compacted, "numFilesAdded"), vacuumed=len(vacuumed), checkpoint=checkpoint,
+            seconds=time.perf_counter() - started, keeps_history=keeps_history,
         )
     except Exception as e:  # one table's failure (a conflict, the store away) does not stop the others
         return TableMaintenance(
@@ -209,6 +222,11 @@ def optimize_table(
             files_after=files_before, compacted=0, written=0, vacuumed=0, checkpoint=None,
             seconds=time.perf_counter() - started, error=f"{type(e).__name__}: {e}",
         )
+
+
+def _count(metrics: dict[str, object], key: str) -> int:
+    value = metrics.get(key, 0)
+    return value if isinstance(value, int) else 0
 
 
 def _last_checkpoint(store: ObjectStore, name: str) -> int | None:

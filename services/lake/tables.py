@@ -115,6 +115,12 @@ def read_json(store: ObjectStore, key: str) -> dict[str, Any] | None:
 
 
 def delta_tables() -> tuple[TableSpec, ...]:
-    """Every Delta table declared here (each TableSpec of this module, whoever adds one). Tables made per name at
-    run time (a folder per slice, say) are not declared: `services/lake/maintenance.py` finds those in the lake."""
-    return tuple(value for value in globals().values() if isinstance(value, TableSpec))
+    """Every Delta table declared here: each TableSpec of this module, alone or in a dict of them, whoever adds
+    one. A name with a placeholder (`slices/<name>`) declares a family of tables made at run time, one per name:
+    `services/lake/maintenance.py` finds those in the lake."""
+    found: dict[str, TableSpec] = {}
+    for value in list(globals().values()):
+        for spec in value.values() if isinstance(value, dict) else (value,):
+            if isinstance(spec, TableSpec):
+                found.setdefault(spec.name, spec)
+    return tuple(found.values())

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from flywheel_feedback.services.cli import app
 from flywheel_feedback.services.errors import FlywheelError
-from flywheel_feedback.services.lake import delta, maintenance
+from flywheel_feedback.services.lake import delta, maintenance, tables
 from flywheel_feedback.services.lake.events import PartitionRows, events_frame, write_events
 from flywheel_feedback.services.lake.maintenance import MaintenanceRunningError, lake_tables, optimize_lake
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store
@@ -151,6 +151,36 @@ def test_every_table_is_found_declared_or_not(tmp_path: Path) -> None:
     write_table(store, "slices/demo/v1/items.parquet", pl.DataFrame({"a": [1]}))
     store.put("state/labeler.json", b"{}")
     assert lake_tables(store) == [RAW_EVENTS.name, ANSWERS.name]
+
+
+def test_declared_tables_include_dicts_of_them_and_placeholders_are_found_in_the_lake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    schema = pl.Schema({"id": pl.Int64()})
+    monkeypatch.setattr(tables, "KINDS", {"a": delta.TableSpec("kinds/a", schema)}, raising=False)
+    monkeypatch.setattr(tables, "PER_NAME", delta.TableSpec("per-name/<name>", schema), raising=False)
+    names = {spec.name for spec in delta_tables()}
+    assert {RAW_EVENTS.name, "kinds/a", "per-name/<name>"} <= names
+    store = LocalStore(tmp_path / "lake")
+    delta.append(store, delta.TableSpec("kinds/a", schema), pl.DataFrame({"id": [1]}))
+    delta.append(store, delta.TableSpec("per-name/x", schema), pl.DataFrame({"id": [1]}))
+    assert lake_tables(store) == ["kinds/a", "per-name/x"]
+
+
+def test_a_table_that_keeps_its_whole_history_is_not_compacted(tmp_path: Path) -> None:
+    """Like a slice's versions table: every version is read by time travel, from the files its manifest lists."""
+    store = LocalStore(tmp_path / "lake")
+    spec = delta.TableSpec("slices/kept", pl.Schema({"version": pl.Int64(), "id": pl.Int64()}), partition_by=())
+    DeltaTable.create(store.table_uri(spec.name), pl.DataFrame(schema=spec.schema).to_arrow().schema,
+                      configuration={"delta.appendOnly": "true", "delta.enableExpiredLogCleanup": "false"})
+    for k in range(6):
+        delta.append(store, spec, pl.DataFrame({"version": [k], "id": [k]}))
+    store.put(f"{spec.name}/part-orphan.parquet", b"never committed")
+    report = optimize_lake(store, retention=timedelta(0), force=True).tables[0]
+    assert report.keeps_history and (report.compacted, report.files_after, report.vacuumed) == (0, 6, 1)
+    assert "keeps its whole history: not compacted" in report.summary()
+    for version in range(1, 7):
+        assert delta.scan(store, spec, version=version).collect().height == version
 
 
 def test_a_retention_below_the_floor_needs_force(tmp_path: Path) -> None:
