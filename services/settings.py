@@ -6,11 +6,12 @@ S3 credentials are not settings: boto3's standard chain finds them (env, files, 
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from flywheel_feedback.services.lake.store import ObjectStore, open_store
@@ -79,6 +80,65 @@ class LakeSettings(BaseSettings):
         if self.s3_region:
             options["region_name"] = self.s3_region
         return open_store(self.url, **options) if self.url.startswith("s3://") else open_store(self.url)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])?\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+# Vacuum never keeps less than this without being forced: below it, it could delete a file a writer has written
+# and not committed yet, or one that a reader of a slightly older version is reading.
+RETENTION_FLOOR = timedelta(days=1)
+
+
+def parse_duration(value: Any) -> timedelta:
+    """"7d" -> 7 days ("90m", "36h", "2w"; a bare number is seconds); a timedelta passes through."""
+    if isinstance(value, timedelta):
+        return value
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
+            return timedelta(seconds=value)
+        raise ValueError(f"expected a duration such as '90m', '36h' or '7d', got {value!r}")
+    return timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2) or "s"])
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = value.total_seconds()
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{int(seconds // _UNITS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
+def retention_problem(retention: timedelta, *, force: bool) -> str | None:
+    """Why a vacuum retention is refused (None: it is not)."""
+    if retention < RETENTION_FLOOR and not force:
+        return (f"retention {format_duration(retention)} is below the floor of {format_duration(RETENTION_FLOOR)}; "
+                "force it only while no writer runs")
+    return None
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class MaintenanceSettings(BaseSettings):
+    """Lake maintenance: compaction, vacuum and checkpoints of every Delta table (`flywheel lake optimize`, and
+    `flywheel serve` every `interval_s`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_MAINTENANCE_", frozen=True, extra="ignore")
+
+    interval_s: float = Field(3600.0, gt=0, description="how often `serve` maintains the lake")
+    retention: Duration = Field(
+        timedelta(days=7), description="vacuum keeps every file a version this recent needs: time travel this far"
+    )
+    force: bool = Field(False, description="allow a retention below the floor (RETENTION_FLOOR)")
+
+    @model_validator(mode="after")
+    def _retention_floor(self) -> MaintenanceSettings:
+        problem = retention_problem(self.retention, force=self.force)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 class CaptureSettings(BaseSettings):

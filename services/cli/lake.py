@@ -1,12 +1,14 @@
-"""`flywheel lake`: looking into the lake itself."""
+"""`flywheel lake`: looking into the lake itself, and keeping it in shape."""
 
 from __future__ import annotations
+
+from typing import Annotated
 
 import typer
 
 from flywheel_feedback.services.cli.common import LakeOption, open_lake
 
-lake_app = typer.Typer(no_args_is_help=True, help="The lake: what it holds.")
+lake_app = typer.Typer(no_args_is_help=True, help="The lake: what it holds, and its maintenance.")
 
 
 @lake_app.command("events")
@@ -18,3 +20,39 @@ def lake_events(lake: LakeOption = None) -> None:
 
     frame = read_events(open_lake(lake))
     typer.echo(frame.group_by("type").agg(pl.len().alias("events")).sort("type"))
+
+
+@lake_app.command("optimize")
+def lake_optimize(
+    lake: LakeOption = None,
+    retention: Annotated[
+        str | None,
+        typer.Option(help="keep what versions this recent need, e.g. 7d, 36h (default: FLYWHEEL_MAINTENANCE_RETENTION"
+                          ", else 7d)"),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="allow a retention below the 1d floor (only while no writer runs)")
+    ] = False,
+    table: Annotated[
+        list[str] | None, typer.Option(help="only this table (repeatable; default: every table of the lake)")
+    ] = None,
+) -> None:
+    """Compact small files, vacuum unreferenced ones and checkpoint the log, for every Delta table of the lake."""
+    from flywheel_feedback.services.lake.maintenance import optimize_lake
+    from flywheel_feedback.services.settings import MaintenanceSettings, parse_duration
+
+    if retention is None:
+        settings = MaintenanceSettings()
+        span, force = settings.retention, force or settings.force
+    else:
+        try:
+            span = parse_duration(retention)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--retention") from None
+    result = optimize_lake(
+        open_lake(lake), retention=span, force=force, tables=table,
+        on_table=lambda report: typer.echo(report.summary()),
+    )
+    typer.echo(result.summary())
+    if result.failed:
+        raise typer.Exit(code=1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -23,9 +24,13 @@ import polars as pl
 from flywheel_feedback.services.lake.store import ObjectStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from deltalake import DeltaTable
     from deltalake import Schema as DeltaSchema
     from deltalake.transaction import AddAction
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,70 @@ def _delta_schema(spec: TableSpec) -> DeltaSchema:
     from deltalake import Schema
 
     return Schema.from_arrow(pl.DataFrame(schema=spec.schema).to_arrow().schema)
+
+
+def append_once(
+    store: ObjectStore,
+    spec: TableSpec,
+    app_ids: Sequence[str],
+    rows_for: Callable[[Mapping[str, int]], tuple[pl.DataFrame, Mapping[str, int]] | None],
+    *,
+    compression_level: int = 1,
+    attempts: int = 10,
+) -> int:
+    """Append what the writers' committed versions do not cover yet, exactly once even with concurrent writers
+    of the same app ids; returns the rows added.
+
+    Each attempt reads the versions of `app_ids` from one snapshot of the table, lets `rows_for` drop what they
+    cover (None: nothing left to write), and commits against that same snapshot. delta-rs checks every commit
+    that landed after the snapshot: one carrying one of our app ids fails ours (CommitFailedError, "Concurrent
+    transaction failed"), while commits of other app ids are retried past. A failed attempt reads the table
+    again; its data files stay unnamed (invisible, and vacuum removes them). Reading the versions from another
+    snapshot than the one committed against would open a window in which two writers both commit a range."""
+    from deltalake import CommitProperties, Transaction
+    from deltalake.exceptions import CommitFailedError
+    from deltalake.transaction import AddAction, RemoveAction
+
+    failure: CommitFailedError | None = None
+    for attempt in range(1, attempts + 1):
+        table = open_table(store, spec) or _create_empty(store, spec)
+        found = {app_id: table.transaction_version(app_id) for app_id in app_ids}
+        built = rows_for({app_id: v for app_id, v in found.items() if v is not None})
+        if built is None:
+            return 0
+        frame, transactions = built
+        frame = frame.select(spec.schema.names()).cast(spec.schema)
+        actions = [_write_file(store, spec, part, compression_level) for part in _partitions(frame, spec.partition_by)]
+        txns = [Transaction(app_id=app_id, version=v) for app_id, v in transactions.items()]
+        try:
+            table.create_write_transaction(
+                list[AddAction | RemoveAction](actions), mode="append", schema=table.schema(),
+                partition_by=list(spec.partition_by) or None,
+                commit_properties=CommitProperties(app_transactions=txns, max_commit_retries=50),
+            )
+            return frame.height
+        except CommitFailedError as e:
+            failure = e
+            log.info("commit to %s lost to a concurrent one (attempt %d of %d), reading it again: %s",
+                     spec.name, attempt, attempts, e)
+    assert failure is not None
+    raise failure
+
+
+def _create_empty(store: ObjectStore, spec: TableSpec) -> DeltaTable:
+    """Create the table with no rows (unless it exists by now). A table created with its first rows would not be
+    safe for `append_once`: when two writers create it at once, delta-rs commits the loser's actions after the
+    winner's without checking them. A lost race here commits the same schema again, which changes nothing."""
+    from deltalake import DeltaTable
+
+    DeltaTable.create(
+        store.table_uri(spec.name), _delta_schema(spec), mode="ignore",
+        partition_by=list(spec.partition_by) or None, storage_options=store.storage_options(),
+    )
+    table = open_table(store, spec)
+    if table is None:
+        raise FileNotFoundError(f"table {spec.name} is not there after it was created")
+    return table
 
 
 def scan(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> pl.LazyFrame:

@@ -3,10 +3,11 @@ per captured flush.
 
 Each commit also records, per Kafka topic and partition, the last offset it holds (a Delta application
 transaction, app id `<writer>/<topic>/<partition>`). A writer drops what the table already holds before it
-commits, so a replay after a crash or a failed offset commit adds nothing: the table holds each Kafka record
-once. Columns are the union of all event fields (nullable), the Kafka position, the event date (the partition
-column) and `raw`, the event's original JSON, which keeps metadata and unknown extra fields. Readers still
-deduplicate by event_id, for what producers sent twice.
+commits, and a commit fails when a concurrent one recorded the same partition, so neither a replay after a crash
+or a failed offset commit nor two processes briefly sharing a partition add anything twice: the table holds each
+Kafka record once. Columns are the union of all event fields (nullable), the Kafka position, the event date (the
+partition column) and `raw`, the event's original JSON, which keeps metadata and unknown extra fields. Readers
+still deduplicate by event_id, for what producers sent twice.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import IO
 
@@ -153,25 +154,32 @@ def write_events(
 ) -> int:
     """Append a flush to the raw table in one commit, with each partition's last offset; returns the rows added.
 
-    Rows at or below the offset the table already records for their partition are dropped first."""
-    durable = committed_offsets(store, writer, [(r.topic, r.partition) for r in runs])
-    parts: list[pl.DataFrame] = []
-    transactions: dict[str, int] = {}
-    for run in runs:
-        done = durable.get((run.topic, run.partition), -1)
-        if run.last_offset <= done:
-            continue  # all of it is in the table already
-        frame = run.frame
-        if frame.height and frame.item(0, "kafka_offset") <= done:
-            frame = frame.filter(pl.col("kafka_offset") > done)
-        parts.append(frame)
-        transactions[writer_app_id(writer, run.topic, run.partition)] = run.last_offset
-    if not transactions:
-        return 0
-    rows = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
-    rows = rows.with_columns(pl.col("ts").dt.date().alias("date"))
-    delta.append(store, RAW_EVENTS, rows, transactions=transactions, compression_level=compression_level)
-    return rows.height
+    Rows at or below the offset the table already records for their partition are dropped first, and that check
+    holds inside the commit too: two capture processes that both hold a partition for a moment (a consumer group
+    rebalancing) may both write its next range, and the second commit then fails on the first one's offsets,
+    reads them and drops what they cover (`delta.append_once`)."""
+    by_app_id = {writer_app_id(writer, r.topic, r.partition): r for r in runs}
+
+    def rows_for(durable: Mapping[str, int]) -> tuple[pl.DataFrame, dict[str, int]] | None:
+        parts: list[pl.DataFrame] = []
+        transactions: dict[str, int] = {}
+        for app_id, run in by_app_id.items():
+            done = durable.get(app_id, -1)
+            if run.last_offset <= done:
+                continue  # all of it is in the table already
+            frame = run.frame
+            if frame.height and frame.item(0, "kafka_offset") <= done:
+                frame = frame.filter(pl.col("kafka_offset") > done)
+            parts.append(frame)
+            transactions[app_id] = run.last_offset
+        if not transactions:
+            return None
+        rows = pl.concat(parts, how="vertical") if len(parts) > 1 else parts[0]
+        return rows.with_columns(pl.col("ts").dt.date().alias("date")), transactions
+
+    return delta.append_once(
+        store, RAW_EVENTS, list(by_app_id), rows_for, compression_level=compression_level
+    )
 
 
 def read_events(

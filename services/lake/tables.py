@@ -307,3 +307,15 @@ def read_json(store: ObjectStore, key: str) -> dict[str, Any] | None:
         return None
     loaded: dict[str, Any] = json.loads(store.get(key))
     return loaded
+
+
+def delta_tables() -> tuple[TableSpec, ...]:
+    """Every Delta table declared here: each TableSpec of this module, alone or in a dict of them, whoever adds
+    one. A name with a placeholder (`slices/<name>`) declares a family of tables made at run time, one per name:
+    `services/lake/maintenance.py` finds those in the lake."""
+    found: dict[str, TableSpec] = {}
+    for value in list(globals().values()):
+        for spec in value.values() if isinstance(value, dict) else (value,):
+            if isinstance(spec, TableSpec):
+                found.setdefault(spec.name, spec)
+    return tuple(found.values())

@@ -1,4 +1,4 @@
-"""`flywheel serve`: capture, labeler, annotation sync and slice renewal in one process.
+"""`flywheel serve`: capture, labeler, annotation sync, slice renewal and lake maintenance in one process.
 
 For small deployments. Each stage runs as it would on its own (the capture consumer on the
 event loop, the other stages as periodic work on threads), and an HTTP server answers
@@ -33,10 +33,15 @@ from flywheel_feedback.services.settings import (
     CaptureSettings,
     KafkaSettings,
     LabelerSettings,
+    MaintenanceSettings,
     SliceSettings,
 )
 
 log = logging.getLogger(__name__)
+
+# Stages whose failures show in /healthz's detail but do not make the process unhealthy: a lake that is not
+# compacted for a while is slower to read, not broken, and restarting serve would not fix it.
+ADVISORY_STAGES = frozenset({"maintenance"})
 
 
 class ServeSettings(BaseSettings):
@@ -53,6 +58,8 @@ class ServeSettings(BaseSettings):
     # annotation sync runs when an Argilla API key is configured (FLYWHEEL_ARGILLA_API_KEY)
     annotation: AnnotationSettings = Field(default_factory=AnnotationSettings)
     slices: SliceSettings = Field(default_factory=SliceSettings)
+    # compaction, vacuum and checkpoints of every table, every maintenance.interval_s (FLYWHEEL_MAINTENANCE_*)
+    maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
 
 
 @dataclass
@@ -94,7 +101,7 @@ class FlywheelServer:
         ok = True
         for c in self.components.values():
             failing = c.failures_in_a_row >= 3
-            ok = ok and not failing
+            ok = ok and (not failing or c.name in ADVISORY_STAGES)
             detail[c.name] = {
                 "ok": not failing,
                 "seconds_since_success": None if c.last_ok is None else round(now - c.last_ok, 1),
@@ -132,7 +139,19 @@ class FlywheelServer:
         stages.append(Stage("queues", self.settings.metrics_interval_s, self._queue_depth))
         if self.settings.slices.definitions_dir.is_dir():
             stages.append(Stage("slices", self.settings.renew_interval_s, self._renew))
+        stages.append(Stage("maintenance", self.settings.maintenance.interval_s, self._maintain))
         return stages
+
+    def _maintain(self) -> None:
+        """Compact, vacuum and checkpoint every table (each table's result is logged); a table that failed fails
+        the stage, so it is counted and the next run tries again."""
+        from flywheel_feedback.services.lake.maintenance import optimize_lake
+
+        settings = self.settings.maintenance
+        result = optimize_lake(self.store, retention=settings.retention, force=settings.force)
+        log.info("lake maintenance: %s", result.summary())
+        if result.failed:
+            raise RuntimeError("; ".join(t.summary() for t in result.failed))
 
     def _push(self) -> None:
         from flywheel_feedback.services.annotation.push import push

@@ -16,7 +16,7 @@ from kafka import KafkaProducer
 
 from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.events import read_events
-from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake.store import LocalStore, ObjectStore
 from flywheel_feedback.services.lake.tables import RAW_EVENTS
 
 from .kafka_helpers import event_bytes, lake_count
@@ -26,7 +26,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 EVENTS = 120_000
 
 
-def start_capture(bootstrap: str, topic: str, lake: Path, log: Path) -> subprocess.Popen[bytes]:
+def start_capture(
+    bootstrap: str, topic: str, lake: Path | str, log: Path, **settings: str
+) -> subprocess.Popen[bytes]:
+    """`flywheel capture` in its own process; `settings` add to (or override) its environment."""
     env = {
         **os.environ,
         "FLYWHEEL_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
@@ -36,6 +39,7 @@ def start_capture(bootstrap: str, topic: str, lake: Path, log: Path) -> subproce
         "FLYWHEEL_CAPTURE_BATCH_SIZE": "5000",
         "FLYWHEEL_CAPTURE_FLUSH_INTERVAL_S": "1",
         "FLYWHEEL_LAKE_URL": str(lake),
+        **settings,
     }
     out = log.open("ab")
     command = [sys.executable, "-m", "flywheel_feedback.services.cli", "capture"]
@@ -50,12 +54,12 @@ def wait_for(condition: object, timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def table_commits(store: LocalStore) -> int:
+def table_commits(store: ObjectStore) -> int:
     version = delta.table_version(store, RAW_EVENTS)
     return 0 if version is None else version + 1
 
 
-def stored_records(store: LocalStore) -> pl.DataFrame:
+def stored_records(store: ObjectStore) -> pl.DataFrame:
     """The raw table as stored, without deduplication: every file a commit names reads whole."""
     return delta.scan(store, RAW_EVENTS).select("kafka_partition", "kafka_offset", "event_id").collect()
 
