@@ -24,8 +24,8 @@ from flywheel_feedback.services.annotation.outbox import read_items
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import label_pass
 from flywheel_feedback.services.lake.events import read_events
+from flywheel_feedback.services.lake.labels import read_labels
 from flywheel_feedback.services.lake.store import LocalStore
-from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table
 from flywheel_feedback.services.report.build import build_report
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig
@@ -117,7 +117,7 @@ def run_demo(workdir: Path, *, interactions: int = 20_000, seed: int = 7, echo: 
 
     say(f"[3/{steps}] labeling: features, labeling functions, label model, cleanlab, routing")
     result = label_pass(lake, progress=lambda s: say(f"      {s}"))
-    labels = read_table(lake, LABELS_KEY)
+    labels = read_labels(lake)
     assert labels is not None
     truth = pl.read_parquet(truth_path)
     quality = label_quality(labels, truth)

@@ -91,7 +91,7 @@ def write_files(
     store: ObjectStore, spec: TableSpec, frame: pl.DataFrame, *, compression_level: int = 1
 ) -> list[AddAction]:
     """Write `frame` as data files of the table (one per partition) that no commit names yet."""
-    frame = frame.select(spec.schema.names()).cast(spec.schema)
+    frame = conform(frame, spec)
     return [_write_file(store, spec, part, compression_level) for part in _partitions(frame, spec.partition_by)]
 
 
@@ -121,6 +121,13 @@ def commit(
             list[AddAction | RemoveAction](actions), mode=mode, schema=table.schema(),
             partition_by=list(spec.partition_by) or None, commit_properties=properties,
         )
+
+
+def conform(frame: pl.DataFrame, spec: TableSpec) -> pl.DataFrame:
+    """`frame` with the table's columns in order and types; columns it lacks are null."""
+    return frame.select(
+        pl.col(c).cast(t) if c in frame.columns else pl.lit(None, dtype=t).alias(c) for c, t in spec.schema.items()
+    )
 
 
 def _partitions(frame: pl.DataFrame, columns: Sequence[str]) -> list[tuple[dict[str, str | None], pl.DataFrame]]:
@@ -219,7 +226,7 @@ def append_once(
         if built is None:
             return 0
         frame, transactions = built
-        frame = frame.select(spec.schema.names()).cast(spec.schema)
+        frame = conform(frame, spec)
         actions = [_write_file(store, spec, part, compression_level) for part in _partitions(frame, spec.partition_by)]
         txns = [Transaction(app_id=app_id, version=v) for app_id, v in transactions.items()]
         try:
@@ -303,12 +310,22 @@ def read_files(
         frame = pl.read_parquet(source, columns=stored)
         values = _partition_values(path)
         frame = frame.with_columns(
-            pl.lit(values.get(c)).cast(spec.schema[c]).alias(c) for c in wanted if c in spec.partition_by
+            _partition_column(values.get(c), spec.schema[c]).alias(c) for c in wanted if c in spec.partition_by
         )
         frames.append(frame.select(wanted))
     if not frames:
         return pl.DataFrame(schema={c: spec.schema[c] for c in wanted})
     return pl.concat(frames, how="vertical_relaxed").cast({c: spec.schema[c] for c in wanted})
+
+
+def _partition_column(text: str | None, dtype: pl.DataType) -> pl.Expr:
+    """A partition value as the column's type (Delta writes them as text in paths)."""
+    value = pl.lit(text, dtype=pl.String)
+    if text is None:
+        return pl.lit(None, dtype=dtype)
+    if isinstance(dtype, pl.Date):
+        return value.str.to_date("%Y-%m-%d")
+    return value.cast(dtype)
 
 
 def _partition_values(path: str) -> dict[str, str | None]:
@@ -334,7 +351,7 @@ def merge(
 
     if not spec.keys:
         raise ValueError(f"table {spec.name} declares no keys to merge on")
-    frame = frame.select(spec.schema.names()).cast(spec.schema)
+    frame = conform(frame, spec)
     txns = [Transaction(app_id=app_id, version=v) for app_id, v in (transactions or {}).items()]
     table = open_table(store, spec)
     if table is None:
@@ -369,7 +386,7 @@ def overwrite(
     versions stay readable until vacuumed."""
     from deltalake import CommitProperties, Transaction, write_deltalake
 
-    frame = frame.select(spec.schema.names()).cast(spec.schema)
+    frame = conform(frame, spec)
     txns = [Transaction(app_id=app_id, version=v) for app_id, v in (transactions or {}).items()]
     write_deltalake(
         store.table_uri(spec.name), frame.to_arrow(), mode="overwrite", schema_mode="overwrite",

@@ -93,9 +93,9 @@ LABELS = TableSpec(
         "input_text": pl.String(),
         "output_text": pl.String(),
         "segment": pl.String(),
-        "n_feedback": pl.UInt32(),
-        "n_edits": pl.UInt32(),
-        "n_retries": pl.UInt32(),
+        "n_feedback": pl.Int64(),
+        "n_edits": pl.Int64(),
+        "n_retries": pl.Int64(),
         "copied": pl.Boolean(),
         "accepted": pl.Boolean(),
         "corrected": pl.Boolean(),
@@ -110,7 +110,7 @@ LABELS = TableSpec(
         "rephrase_similarity": pl.Float64(),
         "pattern": pl.String(),
         "gold_label": pl.Int64(),
-        "annotators": pl.UInt32(),
+        "annotators": pl.Int64(),
         "lf_fingerprint": pl.String(),
         "raw_version": pl.Int64(),  # the raw table's version this row was computed from
         "date": pl.Date(),
@@ -279,9 +279,6 @@ def slice_table(name: str) -> TableSpec:
     return replace(SLICE_VERSIONS, name=f"slices/{name}")
 
 
-LABELS_KEY = "labels/interactions.parquet"
-ISSUES_KEY = "labels/issues.parquet"
-LF_SUMMARY_KEY = "labels/lf_summary.parquet"
 LABELER_STATE_KEY = "state/labeler.json"
 
 

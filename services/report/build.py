@@ -23,12 +23,8 @@ from flywheel_feedback.labeling.health import (
 )
 from flywheel_feedback.services.annotation.gold import read_gold_responses
 from flywheel_feedback.services.annotation.outbox import read_items
+from flywheel_feedback.services.lake.labels import read_labels, read_lf_summary
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.lake.tables import (
-    LABELS_KEY,
-    LF_SUMMARY_KEY,
-    read_table,
-)
 from flywheel_feedback.services.report.charts import grouped_bars, hbar, table
 
 STYLE = """
@@ -64,11 +60,11 @@ window.addEventListener('load', () => {
 def build_report(
     store: ObjectStore, out: Path, *, truth: pl.DataFrame | None = None, alarm_threshold: float = 0.08
 ) -> Path:
-    labels = read_table(store, LABELS_KEY)
+    labels = read_labels(store)
     sections = [
         _coverage(labels),
         _rates(labels, alarm_threshold),
-        _labels(labels, read_table(store, LF_SUMMARY_KEY)),
+        _labels(labels, read_lf_summary(store)),
         _queues(store),
         _slices(store),
     ]

@@ -11,11 +11,12 @@ import polars as pl
 import pytest
 
 from flywheel_feedback.client import Emitter
-from flywheel_feedback.services.annotation.outbox import outbox_version, read_items
+from flywheel_feedback.services.annotation.outbox import read_items
 from flywheel_feedback.services.capture.file_source import capture_file
+from flywheel_feedback.services.labeler import pipeline
 from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
+from flywheel_feedback.services.lake.labels import read_labels
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store
-from flywheel_feedback.services.lake.tables import LABELS_KEY, read_table
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig, generate
 
@@ -49,7 +50,7 @@ def test_a_pass_over_captured_traffic_then_a_pass_that_changes_nothing(
 
     first = label_pass(store, options=LabelerOptions(folds=3))
     assert first.changed and first.interactions >= 1500
-    labels = read_table(store, LABELS_KEY)
+    labels = read_labels(store)
     assert labels is not None and labels.get_column("interaction_id").is_unique().all()
     assert set(labels.get_column("label_model_version")) == {first.label_model_version}
     assert set(labels.get_column("lf_fingerprint")) == {first.lf_fingerprint}
@@ -62,20 +63,38 @@ def test_a_pass_over_captured_traffic_then_a_pass_that_changes_nothing(
     assert {k: store.get(k) for k in store.list("labels") + store.list("outbox")} == files_before
 
 
-def test_a_rerun_of_an_interrupted_pass_rewrites_the_same_outputs(tmp_path: Path) -> None:
+def test_a_pass_that_dies_after_its_labels_commit_is_completed_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     events = tmp_path / "events.jsonl"
     simulate_to_file(SimulationConfig(interactions=800, seed=5), events, tmp_path / "truth.parquet")
-    store = LocalStore(tmp_path / "lake")
-    capture_file(events, store)
-    first = label_pass(store, options=LabelerOptions(folds=3))
-    outputs = {k: pl.read_parquet(store.root / k) for k in store.list("labels")}
-    queued, version = outbox(store), outbox_version(store)
-    store.delete("state/labeler.json")  # as if the pass died before its checkpoint
-    again = label_pass(store, options=LabelerOptions(folds=3))
-    assert again.changed and again.queued == first.queued  # it routes the same items again...
-    for key, frame in outputs.items():
-        assert pl.read_parquet(store.root / key).equals(frame), key
-    assert outbox_version(store) == version and outbox(store).equals(queued)  # ...and queues nothing new
+    lines = events.read_bytes().splitlines(keepends=True)
+    first_half = tmp_path / "first.jsonl"
+    first_half.write_bytes(b"".join(lines[: len(lines) // 2]))
+    lakes = [LocalStore(tmp_path / "crashed"), LocalStore(tmp_path / "clean")]
+    for store in lakes:
+        capture_file(first_half, store)
+        label_pass(store, options=LabelerOptions(folds=3))
+        capture_file(events, store)
+    crashed, clean = lakes
+    # the crashed lake's second pass dies after merging its labels, before the derived tables
+    with monkeypatch.context() as patched:
+        def die(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("killed after the labels commit")
+
+        patched.setattr(pipeline, "enqueue", die)
+        with pytest.raises(RuntimeError, match="killed"):
+            label_pass(crashed, options=LabelerOptions(folds=3))
+    resumed = label_pass(crashed, options=LabelerOptions(folds=3))
+    assert resumed.changed and resumed.mode == "finish"
+    label_pass(clean, options=LabelerOptions(folds=3))
+    assert not label_pass(crashed, options=LabelerOptions(folds=3)).changed
+    compared = ["interaction_id", "label", "confidence", "pattern", "is_issue"]
+    a, b = read_labels(crashed, columns=compared), read_labels(clean, columns=compared)
+    assert a is not None and b is not None
+    assert a.sort("interaction_id").equals(b.sort("interaction_id"))
+    assert outbox(crashed).select("interaction_id", "queue").sort(pl.all()).equals(
+        outbox(clean).select("interaction_id", "queue").sort(pl.all()))
 
 
 def test_new_events_are_labeled_and_nothing_is_queued_twice(tmp_path: Path) -> None:
@@ -89,8 +108,10 @@ def test_new_events_are_labeled_and_nothing_is_queued_twice(tmp_path: Path) -> N
     first = label_pass(store, options=LabelerOptions(folds=3))
     capture_file(events, store)  # the rest arrives, late events included
     second = label_pass(store, options=LabelerOptions(folds=3))
-    assert second.changed and second.snapshot != first.snapshot
-    assert second.interactions > first.interactions
+    assert second.changed and second.snapshot != first.snapshot and second.mode == "incremental"
+    labels = read_labels(store, columns=["interaction_id"])
+    assert labels is not None and labels.height > first.interactions
+    assert labels.get_column("interaction_id").is_unique().all()
     assert_each_item_once_per_queue(store)
 
 
@@ -101,7 +122,7 @@ def test_the_label_model_beats_majority_vote_and_cleanlab_finds_real_mistakes(tm
     store = LocalStore(tmp_path / "lake")
     capture_file(events, store)
     label_pass(store)
-    labels = read_table(store, LABELS_KEY)
+    labels = read_labels(store)
     assert labels is not None
     scored = labels.join(pl.read_parquet(truth_path).select("interaction_id", "good"), on="interaction_id")
     truth = scored.get_column("good").cast(pl.Int64)
