@@ -80,7 +80,6 @@ def test_duckdb_reads_the_raw_table_of_a_labeled_lake(labeled_lake: LocalStore) 
     assert rows == stored and len(rows) > 2
 
 
-@pytest.mark.xfail(strict=True, reason="labels table moves to Delta in the labeler rewrite")
 def test_duckdb_reads_the_labels_table(labeled_lake: LocalStore) -> None:
     labels = read_labels(labeled_lake, columns=["interaction_id"])
     assert labels is not None and labels.height
@@ -90,3 +89,12 @@ def test_duckdb_reads_the_labels_table(labeled_lake: LocalStore) -> None:
     ).fetchone() or (0, 0)
     assert rows == ids == labels.height
     assert DeltaTable(uri).to_pyarrow_table(columns=["interaction_id"]).num_rows == labels.height
+    # the label itself, joined in SQL as the README shows, is what read_labels gives
+    patterns = labeled_lake.table_uri("labels/patterns")
+    joined = duckdb_with_delta().execute(
+        f"SELECT l.interaction_id, coalesce(l.gold_label, p.weak_label) AS label, p.confidence "
+        f"FROM delta_scan('{uri}') l LEFT JOIN delta_scan('{patterns}') p USING (pattern) ORDER BY 1"
+    ).pl()
+    expected = read_labels(labeled_lake, columns=["interaction_id", "label", "confidence"])
+    assert expected is not None
+    assert joined.equals(expected.sort("interaction_id"), null_equal=True)
