@@ -196,6 +196,10 @@ class LabelerSettings(BaseSettings):
 
     interval_s: float = Field(30.0, gt=0, description="how often the running labeler looks for new data")
     abandon_window_s: float = Field(600.0, gt=0, description="no activity for this long after an output = abandoned")
+    horizon_h: float = Field(24.0, gt=0, description="signals count up to this long after an answer")
+    model_window_days: float = Field(14.0, gt=0, description="the label model is fitted over this much recent traffic")
+    cleanlab_rows: int = Field(20_000, ge=0, description="cleanlab looks at this many recent labeled interactions")
+    full_chunk_h: float = Field(24.0, gt=0, description="a full relabel computes this much served time at once")
     confidence_threshold: float = Field(0.7, gt=0, le=1)
     audit_rate: float = Field(0.01, ge=0, le=1)
     budget_uncertain: int = Field(1000, ge=0)
@@ -213,6 +217,11 @@ class LabelerSettings(BaseSettings):
 
         return LabelerOptions(
             abandon_window=timedelta(seconds=self.abandon_window_s),
+            horizon=timedelta(hours=self.horizon_h),
+            model_window=timedelta(days=self.model_window_days),
+            cleanlab_rows=self.cleanlab_rows,
+            with_cleanlab=self.cleanlab_rows > 0,
+            chunk=timedelta(hours=self.full_chunk_h),
             routing=RoutingConfig(
                 confidence_threshold=self.confidence_threshold,
                 audit_rate=self.audit_rate,

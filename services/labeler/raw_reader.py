@@ -27,9 +27,13 @@ READ_COLUMNS = (*EVENT_COLUMNS, *POSITION)
 def new_events(
     store: ObjectStore, *, after: int, upto: int, columns: Sequence[str] = ("interaction_id", "type", "ts")
 ) -> pl.DataFrame | None:
-    """The events the commits after version `after` (up to `upto`) added; None if the log no longer has them."""
+    """The events the commits after version `after` (up to `upto`) added; None if the log no longer has them, or
+    their files are gone (compacted since, and vacuumed: the labeler fell behind the retention)."""
     paths = delta.added_files(store, RAW_EVENTS, after=after, upto=upto)
     if paths is None:
+        return None
+    live = set(delta.file_index(store, RAW_EVENTS, version=upto).get_column("path").to_list())
+    if any(p not in live and not store.exists(f"{RAW_EVENTS.name}/{p}") for p in paths):
         return None
     return delta.read_files(store, RAW_EVENTS, paths, columns=columns)
 
