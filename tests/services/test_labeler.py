@@ -149,3 +149,31 @@ def test_a_pass_over_a_lake_on_s3(tmp_path: Path, s3_url: str, s3_options: dict[
     assert first.changed and first.interactions >= 600
     assert not label_pass(store, options=LabelerOptions(folds=3)).changed
     assert_each_item_once_per_queue(store)
+
+
+def test_a_degenerate_fit_labels_by_weighted_majority_vote_visibly_and_audits_more(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from functools import partial
+
+    from flywheel_feedback.labeling.label_model import LabelModel
+    from flywheel_feedback.services.lake.labels import read_labeler_state, read_lf_summary
+
+    events = tmp_path / "events.jsonl"
+    simulate_to_file(SimulationConfig(interactions=1500, seed=8), events, tmp_path / "truth.parquet")
+    lakes = {name: LocalStore(tmp_path / name) for name in ("normal", "degenerate")}
+    for store in lakes.values():
+        capture_file(events, store)
+    normal = label_pass(lakes["normal"], options=LabelerOptions(folds=3))
+    # EM that cannot converge in one step is a degenerate fit: the guard must take over, and say so
+    monkeypatch.setattr(pipeline, "LabelModel", partial(LabelModel, max_iter=1, tol=1e-12))
+    degenerate = label_pass(lakes["degenerate"], options=LabelerOptions(folds=3))
+    assert normal.label_model_fallback is None
+    assert degenerate.label_model_fallback is not None and "convergence" in degenerate.label_model_fallback
+    summary = read_lf_summary(lakes["degenerate"])
+    assert summary is not None and set(summary.get_column("label_model_fallback")) == {degenerate.label_model_fallback}
+    assert read_labeler_state(lakes["degenerate"])["label_model_fallback"] == degenerate.label_model_fallback
+    # still labels (weighted majority vote), and audits five times as much
+    labels = read_labels(lakes["degenerate"], columns=["label", "covered"])
+    assert labels is not None and labels.filter(pl.col("covered")).get_column("label").n_unique() == 2
+    assert degenerate.queued.get("audit", 0) >= 3 * normal.queued.get("audit", 0) > 0
