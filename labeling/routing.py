@@ -1,6 +1,6 @@
 """Routing rules: which interactions go to which annotation queue, with what priority and why.
 
-Four queues, one rule each:
+Five queues, one rule each:
 - uncertain: the label model is unsure (confidence below a threshold, or no label at all);
   priority 1 - confidence.
 - suspect: cleanlab flags the weak label as a likely issue; priority 1 - label quality.
@@ -9,6 +9,9 @@ Four queues, one rule each:
 - audit: a small uniform sample, whatever the other rules say, for unbiased quality estimates. An item's draw
   is a hash of (seed, interaction_id) defined in this module, so a rerun, a replay, a new process or a library
   upgrade picks the same items.
+- adjudication: annotators disagree about an item (their agreement below a threshold); priority 1 - agreement.
+Human answers are final: an item annotators answered (`human`) goes to no queue but adjudication; the other
+rules judge weak labels only.
 Each queue keeps its highest-priority rows up to its budget (ties by interaction_id; audit ties by its draw, so a
 binding budget still keeps a uniform sample). An item enters a queue at most once, ever: rows already queued
 (`already_queued`) are dropped before budgets apply. An item may sit in several queues.
@@ -25,13 +28,13 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-Queue = Literal["uncertain", "suspect", "conflict", "audit"]
+Queue = Literal["uncertain", "suspect", "conflict", "audit", "adjudication"]
 QUEUES: Final[tuple[Queue, ...]] = get_args(Queue)
 OUTBOX_SCHEMA: Final = pl.Schema(
     {"interaction_id": pl.String, "queue": pl.String, "reason": pl.String, "priority": pl.Float64}
 )
 DEFAULT_BUDGETS: Final[Mapping[Queue, int | None]] = MappingProxyType(
-    {"uncertain": 1000, "suspect": 1000, "conflict": 1000, "audit": 500}
+    {"uncertain": 1000, "suspect": 1000, "conflict": 1000, "audit": 500, "adjudication": 200}
 )
 NO_LABEL: Final = -1
 _AUDIT_DRAW: Final = "__audit_draw"
@@ -44,6 +47,8 @@ class RoutingConfig:
 
     confidence_threshold: float = 0.7
     audit_rate: float = 0.01
+    # annotators' agreement on an item (share choosing the consensus) below which it goes to adjudication
+    agreement_threshold: float = 0.75
     conflict_priority: float = 0.9
     audit_priority: float = 0.5
     budgets: Mapping[Queue, int | None] = field(default_factory=lambda: DEFAULT_BUDGETS)
@@ -52,6 +57,7 @@ class RoutingConfig:
     def __post_init__(self) -> None:
         _check_fraction("confidence_threshold", self.confidence_threshold, low_open=True)
         _check_fraction("audit_rate", self.audit_rate)
+        _check_fraction("agreement_threshold", self.agreement_threshold)
         _check_fraction("conflict_priority", self.conflict_priority)
         _check_fraction("audit_priority", self.audit_priority)
         unknown = sorted(set(self.budgets) - set(QUEUES))
@@ -78,7 +84,9 @@ def route(
 
     `items` has one row per interaction: interaction_id (str) and, per rule, confidence (label-model max
     probability; null = no label), is_issue and label_quality (from `labeling.confident.find_issues`), and
-    optionally explicit and implicit_label (class or -1/null = none; without them no conflict fires).
+    optionally explicit and implicit_label (class or -1/null = none; without them no conflict fires), human
+    (bool: annotators answered it; such an item goes to no queue but adjudication) and agreement (the share of
+    its annotators who chose the consensus; below `agreement_threshold` it goes to adjudication).
     `already_queued` has interaction_id and queue for every outbox row of earlier calls (keep them: that is
     what makes "once per queue, ever" hold). Budgets count this call's new rows. Sorted by queue (in QUEUES
     order), then priority (highest first).
@@ -130,6 +138,27 @@ class _Rule:
 
 
 def _rules(items: pl.DataFrame, config: RoutingConfig) -> list[_Rule]:
+    rules = _weak_label_rules(items, config)
+    if "human" not in items.columns:
+        return rules
+    human = pl.col("human").fill_null(False)
+    final = [_Rule(r.queue, r.when & ~human, r.reason, r.priority, r.tiebreak) for r in rules]
+    if "agreement" in items.columns:
+        agreement = pl.col("agreement").cast(pl.Float64).fill_nan(None)
+        final.append(
+            _Rule(
+                "adjudication",
+                when=human & (agreement < config.agreement_threshold).fill_null(False),
+                reason=pl.format("annotators agree {} < {}", _two_decimals(agreement),
+                                 pl.lit(f"{config.agreement_threshold:g}")),
+                priority=1.0 - agreement,
+                tiebreak=pl.lit(0.0),
+            )
+        )
+    return final
+
+
+def _weak_label_rules(items: pl.DataFrame, config: RoutingConfig) -> list[_Rule]:
     confidence = pl.col("confidence").cast(pl.Float64).fill_nan(None)
     quality = pl.col("label_quality").cast(pl.Float64).fill_nan(None)
     threshold = config.confidence_threshold

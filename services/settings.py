@@ -206,6 +206,8 @@ class LabelerSettings(BaseSettings):
     budget_suspect: int = Field(1000, ge=0)
     budget_conflict: int = Field(1000, ge=0)
     budget_audit: int = Field(500, ge=0)
+    budget_adjudication: int = Field(200, ge=0)
+    agreement_threshold: float = Field(0.75, ge=0, le=1, description="annotators agreeing less: adjudication")
     folds: int = Field(5, ge=2)
     seed: int = 0
     lake: LakeSettings = Field(default_factory=LakeSettings)
@@ -230,7 +232,9 @@ class LabelerSettings(BaseSettings):
                     "suspect": self.budget_suspect,
                     "conflict": self.budget_conflict,
                     "audit": self.budget_audit,
+                    "adjudication": self.budget_adjudication,
                 },
+                agreement_threshold=self.agreement_threshold,
             ),
             folds=self.folds,
             seed=self.seed,

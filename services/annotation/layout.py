@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 if TYPE_CHECKING:
     import argilla as rg
 
-Queue = Literal["uncertain", "suspect", "conflict", "audit", "renewal"]
+Queue = Literal["uncertain", "suspect", "conflict", "audit", "adjudication", "renewal"]
 QUEUES: Final[tuple[Queue, ...]] = get_args(Queue)
 
 FIELD_INPUT: Final = "input"

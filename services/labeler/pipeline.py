@@ -122,7 +122,8 @@ def read_gold(store: ObjectStore) -> pl.DataFrame:
     answered, cleanlab's multi-annotator consensus (CROWDLAB) when several did."""
     gold = read_gold_responses(store, latest=False)
     if gold.is_empty():
-        return pl.DataFrame(schema={"interaction_id": pl.String, "gold_label": pl.Int64, "annotators": pl.UInt32})
+        return pl.DataFrame(schema={"interaction_id": pl.String, "gold_label": pl.Int64, "annotators": pl.Int64,
+                                    "gold_agreement": pl.Float64})
     latest = gold.sort("submitted_at").unique(subset=["interaction_id", "annotator"], keep="last")
     # items x annotators, null (NaN) where an annotator did not answer
     # (annotator names prefixed, so that no name can collide with the index column)
@@ -137,7 +138,8 @@ def read_gold(store: ObjectStore) -> pl.DataFrame:
         {
             "interaction_id": matrix.get_column("interaction_id"),
             "gold_label": agreed.get_column("consensus_label"),
-            "annotators": agreed.get_column("num_annotations").cast(pl.UInt32),
+            "annotators": agreed.get_column("num_annotations").cast(pl.Int64),
+            "gold_agreement": agreed.get_column("annotator_agreement").cast(pl.Float64),
         }
     )
 
@@ -275,6 +277,8 @@ def _finish(
         candidates.select(
             "interaction_id", "confidence", "is_issue", "label_quality",
             pl.col("explicit_label").alias("explicit"), "implicit_label",
+            # annotators' answers are final: only their disagreement is routed (to adjudication)
+            pl.col("gold_label").is_not_null().alias("human"), pl.col("gold_agreement").alias("agreement"),
         ),
         config=routing,
         # What this snapshot's pass queued is not "already queued": a rerun must reproduce it.
@@ -357,7 +361,8 @@ def _implicit_labels(model: LabelModel, L: np.ndarray, names: tuple[str, ...]) -
 
 
 def _cleanlab(labels: pl.DataFrame, options: LabelerOptions, say: Progress) -> pl.DataFrame:
-    candidates = labels.filter(pl.col("label") != ABSTAIN)
+    """cleanlab judges weak labels: an annotator's answer is checked against other annotators, not a model."""
+    candidates = labels.filter((pl.col("label") != ABSTAIN) & pl.col("gold_label").is_null())
     if candidates.height < options.folds * 4 or candidates.get_column("label").n_unique() < CARDINALITY:
         return _no_issues(labels)
     say(f"cleanlab over {candidates.height} labeled interactions")

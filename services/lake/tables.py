@@ -111,6 +111,7 @@ LABELS = TableSpec(
         "pattern": pl.String(),
         "gold_label": pl.Int64(),
         "annotators": pl.Int64(),
+        "gold_agreement": pl.Float64(),  # the share of its annotators who chose the gold label
         "lf_fingerprint": pl.String(),
         "raw_version": pl.Int64(),  # the raw table's version this row was computed from
         "date": pl.Date(),

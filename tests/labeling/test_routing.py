@@ -224,7 +224,35 @@ def test_config_is_frozen_and_keeps_default_budgets() -> None:
     budgets = {"suspect": 5}
     config = RoutingConfig(budgets=budgets)  # type: ignore[arg-type]
     budgets["suspect"] = 50
-    assert dict(config.budgets) == {"uncertain": 1000, "suspect": 5, "conflict": 1000, "audit": 500}
+    assert dict(config.budgets) == {"uncertain": 1000, "suspect": 5, "conflict": 1000, "audit": 500,
+                                   "adjudication": 200}
     assert set(config.budgets) == set(QUEUES)
     with pytest.raises(AttributeError):
         config.audit_rate = 0.5  # type: ignore[misc]
+
+
+def test_human_answers_are_final_only_disagreement_goes_to_adjudication() -> None:
+    # every rule would fire on these items, but annotators answered them
+    items = frame(
+        interaction_id=["agreed", "split", "single", "weak"],
+        confidence=[0.5, 0.5, 0.5, 0.5],
+        is_issue=[True, True, True, False],
+        label_quality=[0.01, 0.01, 0.01, 0.9],
+        explicit=[0, 0, 0, -1],
+        implicit_label=[1, 1, 1, 1],
+        human=[True, True, True, False],
+        agreement=[1.0, 0.5, None, None],
+    )
+    routed = route(items, config=RoutingConfig(audit_rate=1.0))
+    assert sorted((r[0], r[1]) for r in routed.iter_rows()) == [
+        ("split", "adjudication"), ("weak", "audit"), ("weak", "uncertain"),
+    ]
+    assert routed.filter(pl.col("queue") == "adjudication").get_column("reason").to_list() == [
+        "annotators agree 0.50 < 0.75"
+    ]
+
+
+def test_every_routing_queue_has_an_argilla_dataset() -> None:
+    from flywheel_feedback.services.annotation.layout import QUEUES as DATASET_QUEUES
+
+    assert set(QUEUES) <= set(DATASET_QUEUES)

@@ -293,6 +293,32 @@ def test_answers_arrive_by_webhook_and_the_labeler_uses_them(stack: Stack, lake:
     assert [human[i]["label"] for i in (u1, u2, u3, a1)] == [0, 1, 0, 1]
     assert human[u3]["annotators"] == 2
 
+    # Answers are final: neither a second labeler pass (a full relabel routes over the whole recent window, here
+    # auditing everything, so every rule has a say) nor a slice renewal puts an answered item in a queue again.
+    from flywheel_feedback.labeling.routing import RoutingConfig, route
+    from flywheel_feedback.services.labeler.pipeline import LabelerOptions
+
+    answered = [u1, u2, u3, a1]
+    queued_before = read_items(lake).filter(pl.col("interaction_id").is_in(answered))
+    audit_all = RoutingConfig(audit_rate=1.0, budgets={"audit": None})
+    assert label_pass(lake, force=True, options=LabelerOptions(routing=audit_all)).changed
+    from flywheel_feedback.services.slices.build import renew
+    from flywheel_feedback.services.slices.definitions import find_definition
+    from tests.services.slices_helpers import write_definition
+
+    write_definition(lake.root.parent / "definitions", "answered", size=300, min_gold_share=0.5)
+    renewal = renew(lake, find_definition(lake.root.parent / "definitions", "answered"))
+    assert renewal.published and renewal.queued > 0
+    queued_after = read_items(lake).filter(pl.col("interaction_id").is_in(answered))
+    rows = read_labels(lake)
+    assert rows is not None
+    would = route(rows.filter(pl.col("interaction_id").is_in(answered)).select(
+        "interaction_id", "confidence", "is_issue", "label_quality", pl.col("explicit_label").alias("explicit"),
+        "implicit_label"), config=audit_all, already_queued=queued_before.select("interaction_id", "queue"))
+    assert would.height > 0, "the rules would queue an answered item again: what this checks"
+    assert queued_after.select("interaction_id", "queue").sort(pl.all()).equals(
+        queued_before.select("interaction_id", "queue").sort(pl.all()))
+
 
 def test_reconcile_lands_answers_without_webhooks(stack: Stack, lake: LocalStore, prefix: str) -> None:
     settings = settings_for(stack, prefix)

@@ -342,7 +342,7 @@ def test_the_labeler_takes_one_annotators_label_and_cleanlabs_consensus_for_seve
 
 def test_read_gold_on_an_empty_lake(tmp_path: Path) -> None:
     assert read_gold(LocalStore(tmp_path)).schema == pl.Schema(
-        {"interaction_id": pl.String, "gold_label": pl.Int64, "annotators": pl.UInt32})
+        {"interaction_id": pl.String, "gold_label": pl.Int64, "annotators": pl.Int64, "gold_agreement": pl.Float64})
 
 
 # ---------------------------------------------------------------------------------------------------------------
