@@ -310,9 +310,9 @@ def test_answers_arrive_by_webhook_and_the_labeler_uses_them(stack: Stack, lake:
     renewal = renew(lake, find_definition(lake.root.parent / "definitions", "answered"))
     assert renewal.published and renewal.queued > 0
     queued_after = read_items(lake).filter(pl.col("interaction_id").is_in(answered))
-    rows = read_labels(lake)
-    assert rows is not None
-    would = route(rows.filter(pl.col("interaction_id").is_in(answered)).select(
+    relabeled = read_labels(lake)
+    assert relabeled is not None
+    would = route(relabeled.filter(pl.col("interaction_id").is_in(answered)).select(
         "interaction_id", "confidence", "is_issue", "label_quality", pl.col("explicit_label").alias("explicit"),
         "implicit_label"), config=audit_all, already_queued=queued_before.select("interaction_id", "queue"))
     assert would.height > 0, "the rules would queue an answered item again: what this checks"
