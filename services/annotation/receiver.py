@@ -26,6 +26,7 @@ from flywheel_feedback.services.annotation.webhooks import (
     verify_signature,
 )
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.logs import redact
 
 if TYPE_CHECKING:
     import argilla as rg
@@ -220,6 +221,8 @@ def serve(
                         hook.public_url)
         secret = registered.secret
         log.info("Argilla posts %s to %s", ", ".join(EVENTS), hook.public_url)
+    if secret:
+        redact(secret)  # the SDK and httpx print webhook objects with their secret
     if not secret:
         raise ValueError("set FLYWHEEL_WEBHOOK_SECRET, or FLYWHEEL_WEBHOOK_PUBLIC_URL to register the webhook")
     handler = WebhookHandler(store, secret=secret, prefix=settings.dataset_prefix, tolerance_s=hook.tolerance_s)

@@ -3,12 +3,12 @@ errors into a one-line message and an exit code."""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from typer.core import TyperGroup
+
+from flywheel_feedback.services.logs import redact_secrets_of
 
 if TYPE_CHECKING:
     from flywheel_feedback.services.lake.store import ObjectStore
@@ -19,8 +19,6 @@ LakeOption = Annotated[
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", help="debug logging, library loggers included")]
 
-# Libraries that log every request at INFO; the commands' own progress lines say what matters.
-QUIET_LIBRARIES: Sequence[str] = ("httpx", "argilla.sdk", "kafka", "aiokafka", "faststream.access")
 
 
 class GuardedGroup(TyperGroup):
@@ -45,21 +43,19 @@ class GuardedGroup(TyperGroup):
 
 
 def configure_logging(verbose: bool = False) -> None:
-    """Logging is configured here, in the entry points, and nowhere else."""
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    if not verbose:
-        for name in QUIET_LIBRARIES:
-            logging.getLogger(name).setLevel(logging.WARNING)
+    """Logging is configured here, in the entry points, and nowhere else (services/logs.py)."""
+    from flywheel_feedback.services.logs import configure
+
+    configure(verbose)
 
 
 def lake_settings(lake: str | None) -> LakeSettings:
     """The lake named on the command line, or else the one the environment configures."""
     from flywheel_feedback.services.settings import LakeSettings
 
-    return LakeSettings() if lake is None else LakeSettings(url=lake)
+    settings = LakeSettings() if lake is None else LakeSettings(url=lake)
+    redact_secrets_of(settings)
+    return settings
 
 
 def open_lake(lake: str | None) -> ObjectStore:
@@ -68,4 +64,6 @@ def open_lake(lake: str | None) -> ObjectStore:
 
 def with_lake(settings: Any, lake: str | None) -> Any:
     """A process's settings with the lake the command line named (its own `lake` field otherwise)."""
-    return settings if lake is None else settings.model_copy(update={"lake": lake_settings(lake)})
+    chosen = settings if lake is None else settings.model_copy(update={"lake": lake_settings(lake)})
+    redact_secrets_of(chosen)  # every secret a command holds is redacted from every log line
+    return chosen

@@ -53,10 +53,12 @@ def simulate(
 
 def serve(lake: LakeOption = None, verbose: VerboseOption = False) -> None:
     """Capture, labeler, annotation sync and slice renewal in one process, with /healthz and /metrics."""
+    from flywheel_feedback.services.logs import redact_secrets_of
     from flywheel_feedback.services.serve.app import FlywheelServer, ServeSettings, serve_forever
 
     configure_logging(verbose)
     settings = ServeSettings()
+    redact_secrets_of(settings)
     if lake is not None:  # every stage works on the one lake named
         stages = ("capture", "labeler", "annotation", "slices")
         settings = settings.model_copy(update={name: with_lake(getattr(settings, name), lake) for name in stages})
