@@ -22,7 +22,9 @@ def find_dataset(client: rg.Argilla, *, name: str, workspace: str) -> Any | None
         return client.datasets(name=name, workspace=ws)
 
 
-def ensure_dataset(client: rg.Argilla, *, name: str, workspace: str, min_submitted: int) -> Any:
+def ensure_dataset(
+    client: rg.Argilla, *, name: str, workspace: str, min_submitted: int, queue: str | None = None
+) -> Any:
     """The queue's dataset, created with our layout if it does not exist yet.
 
     A draft left by a creation that was cut short (fields made, never published) holds no records: it is
@@ -41,7 +43,7 @@ def ensure_dataset(client: rg.Argilla, *, name: str, workspace: str, min_submitt
         dataset = rg.Dataset(
             name=name,
             workspace=_workspace(client, workspace),
-            settings=dataset_settings(client, min_submitted=min_submitted),
+            settings=dataset_settings(client, min_submitted=min_submitted, queue=queue),
             client=client,
         )
         try:

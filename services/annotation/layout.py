@@ -6,6 +6,7 @@ fills fields, metadata and suggestions) and the way back (webhooks and reconcile
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final, Literal, get_args
 
@@ -50,20 +51,50 @@ def queue_of(prefix: str, name: str) -> str | None:
     return queue if queue in QUEUES else None
 
 
-def dataset_settings(client: rg.Argilla, *, min_submitted: int) -> rg.Settings:
-    """The settings every queue dataset is created with."""
+GUIDELINES: Final = (
+    "Judge the model's output for the user's input: is it good or bad for this user? If you can, write the "
+    "output it should have given. The signals say what the user did with it; the suggestion is the weak label "
+    "(what the user's behaviour suggests) and its confidence: a hint, not an answer. Personal data is masked "
+    "([EMAIL_1], [PHONE_1], ...): judge the output as if the real values were there."
+)
+# What each queue means, what to check, and whom to trust when the evidence disagrees.
+QUEUE_GUIDELINES: Final[dict[str, str]] = {
+    "uncertain": "The label model could not decide. Read the output against the input; the signals may be few.",
+    "suspect": "cleanlab thinks the weak label is wrong: the suggestion is likely the wrong answer here. Decide from "
+               "the text, not from the suggestion.",
+    "conflict": "The user's explicit rating contradicts what their behaviour says. Trust the text first; when it "
+                "does not settle it, trust the explicit rating over the implicit signals (a rating is a deliberate "
+                "act; an edit or a retry can have other reasons).",
+    "audit": "A uniform random sample, to measure label quality. Answer as you would any item: do not look for "
+             "a problem that is not there.",
+    "adjudication": "Annotators disagreed about this item. Your answer settles it: read the output carefully and "
+                    "write the output it should have given if the others missed something.",
+    "renewal": "This item fills a gap of an eval slice. Your answer makes it gold for the slice: be exact.",
+}
+
+
+def guidelines_for(queue: str | None) -> str:
+    extra = QUEUE_GUIDELINES.get(queue or "")
+    return GUIDELINES if extra is None else f"{GUIDELINES}\n\nThis queue ({queue}): {extra}"
+
+
+def confidence_text(value: float) -> str:
+    """A confidence as annotators read it, the same way everywhere (reasons, signals, suggestion scores):
+    truncated to two decimals, so 0.699 reads 0.69 and never passes for the 0.7 threshold."""
+    return f"{math.floor(value * 100 + 1e-9) / 100:.2f}"
+
+
+def dataset_settings(client: rg.Argilla, *, min_submitted: int, queue: str | None = None) -> rg.Settings:
+    """The settings a queue's dataset is created with (the guidelines say what the queue is for)."""
     import argilla as rg
 
     return rg.Settings(
-        guidelines=(
-            "Judge the model's output for the user's input: is it good or bad for this user? "
-            "If you can, write the output it should have given. The signals say what the user did with it; "
-            "the suggestion is the weak label and its confidence."
-        ),
+        guidelines=guidelines_for(queue),
         fields=[
             rg.TextField(name=FIELD_INPUT, title="User input", client=client),
             rg.TextField(name=FIELD_OUTPUT, title="Model output", client=client),
-            rg.TextField(name=FIELD_EDIT, title="The user's edit", required=False, client=client),
+            rg.TextField(name=FIELD_EDIT, title="The user's edit (removed ~~struck~~, added **bold**)",
+                         required=False, use_markdown=True, client=client),
             rg.TextField(name=FIELD_SIGNALS, title="Signals", use_markdown=True, client=client),
         ],
         questions=[

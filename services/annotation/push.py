@@ -126,7 +126,8 @@ def _push_queue(
     say: Progress,
 ) -> None:
     dataset = _retrying(settings, f"dataset {name}", lambda: ensure_dataset(
-        client, name=name, workspace=settings.workspace, min_submitted=settings.min_submitted))
+        client, name=name, workspace=settings.workspace, min_submitted=settings.min_submitted,
+        queue=str(group.item(0, "queue")) if group.height else None))
     question_id = dataset.settings.questions[QUESTION_LABEL].id
     total, confirmed = group.height, 0
     started = time.perf_counter()

@@ -21,6 +21,7 @@ from flywheel_feedback.services.annotation.layout import (
     FIELD_INPUT,
     FIELD_OUTPUT,
     FIELD_SIGNALS,
+    confidence_text,
 )
 from flywheel_feedback.services.annotation.outbox import ITEM_COLUMNS
 from flywheel_feedback.services.lake.tables import OUTBOX
@@ -108,7 +109,7 @@ def _record(row: dict[str, Any]) -> RecordPayload:
         FIELD_SIGNALS: signals_summary(row),
     }
     if row["edited_text"]:
-        fields[FIELD_EDIT] = row["edited_text"]
+        fields[FIELD_EDIT] = edit_diff(_text(row["output_text"]), row["edited_text"])
     metadata: dict[str, str | float] = {
         name: str(row[name]) for name in ("task", "model_version", "queue", "reason") if row[name] not in (None, "")
     }
@@ -120,7 +121,7 @@ def _record(row: dict[str, Any]) -> RecordPayload:
         confidence = row["confidence"]
         suggestion = Suggestion(
             value=CLASS_LABELS[weak],
-            score=float(confidence) if _finite(confidence) else None,
+            score=float(confidence_text(confidence)) if _finite(confidence) else None,
             agent=row["label_model_version"] or None,
         )
     return RecordPayload(
@@ -132,6 +133,23 @@ def _record(row: dict[str, Any]) -> RecordPayload:
     )
 
 
+def edit_diff(output: str, edited: str) -> str:
+    """The user's edit as a word diff against the output, in Markdown: what they removed struck through, what
+    they added in bold, the rest as it was."""
+    import difflib
+
+    before, after = output.split(), edited.split()
+    parts: list[str] = []
+    for op, a0, a1, b0, b1 in difflib.SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+        if op in ("delete", "replace"):
+            parts.append("~~" + " ".join(before[a0:a1]) + "~~")
+        if op in ("insert", "replace"):
+            parts.append("**" + " ".join(after[b0:b1]) + "**")
+        if op == "equal":
+            parts.append(" ".join(before[a0:a1]))
+    return " ".join(parts)
+
+
 def signals_summary(row: dict[str, Any]) -> str:
     """What the user did with the output, in a few Markdown lines for the annotator."""
     lines: list[str] = []
@@ -140,7 +158,7 @@ def signals_summary(row: dict[str, Any]) -> str:
     weak = row.get("weak_label")
     if weak in CLASS_LABELS:
         conf = row.get("confidence")
-        conf_text = f" (confidence {conf:.2f})" if _finite(conf) else ""
+        conf_text = f" (confidence {confidence_text(float(conf))})" if conf is not None and _finite(conf) else ""
         lines.append(f"**Weak label:** {CLASS_LABELS[weak]}{conf_text}")
     else:
         lines.append("**Weak label:** none (no labeling function voted)")

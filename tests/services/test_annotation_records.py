@@ -397,3 +397,32 @@ def test_only_submitted_answers_on_our_datasets_become_gold() -> None:
                                     usernames={}, prefix="fw-")
     assert (unnamed.annotator, unnamed.label, unnamed.correction) == ("user-1", 1, None)
     assert from_webhook_event({"type": "record.completed", "data": {}}, prefix="fw-") is None
+
+
+def test_an_edit_is_shown_as_a_word_diff_against_the_output() -> None:
+    from flywheel_feedback.services.annotation.records import edit_diff
+
+    assert edit_diff("Open Settings and click Reset", "Open Settings > Account and click Reset now") == (
+        "Open Settings **> Account** and click Reset **now**")
+    assert edit_diff("the old answer", "a new answer") == "~~the old~~ **a new** answer"
+
+
+def test_one_confidence_reads_the_same_in_the_reason_the_signals_and_the_suggestion() -> None:
+    from flywheel_feedback.labeling.routing import RoutingConfig, route
+    from flywheel_feedback.services.annotation.layout import confidence_text
+
+    for value, text in [(0.699, "0.69"), (0.6, "0.60"), (0.605, "0.60"), (0.29, "0.29"), (1.0, "1.00")]:
+        assert confidence_text(value) == text
+        reason = route(pl.DataFrame({"interaction_id": ["i"], "confidence": [value], "is_issue": [False],
+                                     "label_quality": [0.9]}), config=RoutingConfig(audit_rate=0.0,
+                                                                                    confidence_threshold=1.0))
+        if value < 1.0:
+            assert f"confidence {text} <" in reason.item(0, "reason")
+
+
+def test_every_queue_has_its_own_guidelines() -> None:
+    from flywheel_feedback.services.annotation.layout import QUEUE_GUIDELINES, QUEUES, guidelines_for
+
+    assert set(QUEUE_GUIDELINES) == set(QUEUES)
+    assert "explicit rating over the implicit signals" in guidelines_for("conflict")
+    assert len({guidelines_for(q) for q in QUEUES}) == len(QUEUES)
