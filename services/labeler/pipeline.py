@@ -273,6 +273,10 @@ def _finish(
     candidates = candidates.drop("is_issue", "label_quality", "suggested_label", strict=False).join(
         issues, on="interaction_id", how="left").with_columns(pl.col("is_issue").fill_null(False))
     source = f"labeler:{snapshot}"
+    # What this snapshot's pass queued is not "already queued": a rerun must reproduce it.
+    # Other writers queue too (slice renewal): routing judges only its own queues.
+    already = queued_pairs(store, queues=QUEUES, except_source=source)
+    routing = _budgets_as_caps(routing, already, read_gold_responses(store).select("interaction_id"))
     routed = route(
         candidates.select(
             "interaction_id", "confidence", "is_issue", "label_quality",
@@ -281,9 +285,7 @@ def _finish(
             pl.col("gold_label").is_not_null().alias("human"), pl.col("gold_agreement").alias("agreement"),
         ),
         config=routing,
-        # What this snapshot's pass queued is not "already queued": a rerun must reproduce it.
-        # Other writers queue too (slice renewal): routing judges only its own queues.
-        already_queued=queued_pairs(store, queues=QUEUES, except_source=source),
+        already_queued=already,
         seed=options.seed,
     )
     enqueue(store, routed, source=source)
@@ -331,6 +333,14 @@ def _finish(
     )
     log.info("labeler pass %s: %s", snapshot, result)
     return result
+
+
+def _budgets_as_caps(routing: RoutingConfig, queued: pl.DataFrame, answered: pl.DataFrame) -> RoutingConfig:
+    """A queue's budget caps what waits in it (queued, not yet answered), not what one pass adds: passes run every
+    few seconds, annotators do not."""
+    waiting = dict(queued.join(answered.unique(), on="interaction_id", how="anti").group_by("queue").len().iter_rows())
+    budgets = {q: None if cap is None else max(0, cap - int(waiting.get(q, 0))) for q, cap in routing.budgets.items()}
+    return replace(routing, budgets=budgets)
 
 
 def _pattern_table(model: LabelModel, patterns: pl.Series, names: tuple[str, ...], registry: LFRegistry

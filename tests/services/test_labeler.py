@@ -177,3 +177,22 @@ def test_a_degenerate_fit_labels_by_weighted_majority_vote_visibly_and_audits_mo
     labels = read_labels(lakes["degenerate"], columns=["label", "covered"])
     assert labels is not None and labels.filter(pl.col("covered")).get_column("label").n_unique() == 2
     assert degenerate.queued.get("audit", 0) >= 3 * normal.queued.get("audit", 0) > 0
+
+
+def test_a_queue_budget_caps_what_waits_in_the_queue_not_what_each_pass_adds(tmp_path: Path) -> None:
+    from flywheel_feedback.labeling.routing import RoutingConfig
+    from flywheel_feedback.services.annotation.outbox import read_items
+
+    events = tmp_path / "events.jsonl"
+    simulate_to_file(SimulationConfig(interactions=2000, seed=12), events, tmp_path / "truth.parquet")
+    lines = events.read_bytes().splitlines(keepends=True)
+    store = LocalStore(tmp_path / "lake")
+    options = LabelerOptions(folds=3, routing=RoutingConfig(audit_rate=0.0, budgets={"uncertain": 30}))
+    for k in range(3):
+        part = tmp_path / f"part-{k}.jsonl"
+        part.write_bytes(b"".join(lines[k * len(lines) // 3:(k + 1) * len(lines) // 3]))
+        capture_file(part, store)
+        label_pass(store, options=options)
+    # three passes, each with uncertain items to offer: the queue holds its cap, not three times it
+    uncertain = read_items(store).filter(pl.col("queue") == "uncertain")
+    assert uncertain.height == 30
