@@ -3,6 +3,7 @@
 #
 #   deploy/kafka.sh fetch    download the broker jars once into $FLYWHEEL_CACHE/kafka-<ver>/lib
 #   deploy/kafka.sh start    format a fresh log dir and start the node on free 127.0.0.1 ports
+#   deploy/kafka.sh restart  stop, then start again with the same data and ports
 #   deploy/kafka.sh health   a kafka-python admin round trip; exit 0 when the broker serves metadata
 #   deploy/kafka.sh stop     stop the node by the PID in its pidfile
 #   deploy/kafka.sh env      print FLYWHEEL_TEST_KAFKA_BOOTSTRAP=127.0.0.1:PORT (deploy/stack.sh gathers it)
@@ -114,6 +115,7 @@ EOF
 }
 
 start() {
+  local keep="${1:-}"
   require_java17
   require_python
   if running_pid >/dev/null; then
@@ -122,11 +124,18 @@ start() {
     return 0
   fi
   [[ -f "$HOME_DIR/.complete" ]] || fetch
+  local port cport cluster_id
+  if [[ "$keep" == keep && -f "$PROPS" && -f "$KDIR/ports" ]]; then
+    # a restart: the same data, the same ports (clients and .run/stack.env keep working)
+    read -r port cport <"$KDIR/ports"
+    start_node "$port"
+    return
+  fi
   # Every start is a fresh single-node cluster: test data never outlives a stop.
   rm -rf "$KDIR"
   mkdir -p "$KDIR/data"
-  local port cport cluster_id
   read -r port cport < <(free_ports 2)
+  printf '%s %s\n' "$port" "$cport" >"$KDIR/ports"
   write_properties "$port" "$cport"
   # A cluster id is 16 random bytes in URL-safe base64; making it here saves a JVM start.
   cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
@@ -142,6 +151,15 @@ start() {
   fi
   printf '127.0.0.1:%s\n' "$port" >"$KDIR/bootstrap"
   printf 'FLYWHEEL_TEST_KAFKA_BOOTSTRAP=127.0.0.1:%s\n' "$port" >"$KDIR/env"
+  start_node "$port"
+}
+
+start_node() {
+  local port="$1" heap java_opts
+  read -ra heap <<<"$KAFKA_HEAP"
+  java_opts=(-server "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError
+    -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.showDateTime=true
+    -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS -cp "$LIB_DIR/*")
   start_bg "$PIDFILE" "$LOGFILE" "$JAVA" "${java_opts[@]}" kafka.Kafka "$PROPS"
   log "started pid $(<"$PIDFILE"), waiting for 127.0.0.1:$port"
   # A node that never got ready is stopped here, so a failed start leaves nothing running.
@@ -160,6 +178,7 @@ stop() {
 case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
+  restart) stop && start keep ;;
   stop) stop ;;
   health) health ;;
   env)
@@ -167,7 +186,7 @@ case "${1:-}" in
     cat "$KDIR/env"
     ;;
   *)
-    echo "usage: $0 {fetch|start|stop|health|env}" >&2
+    echo "usage: $0 {fetch|start|restart|stop|health|env}" >&2
     exit 2
     ;;
 esac

@@ -70,6 +70,7 @@ health() {
 }
 
 start() {
+  local keep="${1:-}"
   require_java17
   require_python
   if running_pid >/dev/null; then
@@ -78,6 +79,11 @@ start() {
     return 0
   fi
   [[ -f "$HOME_DIR/.complete" ]] || fetch
+  if [[ "$keep" == keep && -f "$CONF" && -f "$SDIR/env" ]]; then
+    # a restart: the same data, port and keys (clients and .run/stack.env keep working)
+    start_server "$(sed -n 's/^FLYWHEEL_TEST_S3_ENDPOINT=//p' "$SDIR/env")"
+    return
+  fi
   # Every start is an empty store with new keys: test data never outlives a stop.
   rm -rf "$SDIR"
   mkdir -p "$SDIR/data"
@@ -106,7 +112,11 @@ FLYWHEEL_TEST_S3_BUCKET=$S3_BUCKET
 FLYWHEEL_TEST_S3_REGION=us-east-1
 EOF
   )
-  local heap
+  start_server "$endpoint"
+}
+
+start_server() {
+  local endpoint="$1" heap
   read -ra heap <<<"$S3_HEAP"
   start_bg "$PIDFILE" "$LOGFILE" "$JAVA" "${heap[@]}" -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
     -jar "$JAR" --properties "$CONF"
@@ -127,6 +137,7 @@ stop() {
 case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
+  restart) stop && start keep ;;
   stop) stop ;;
   health) health ;;
   env)
@@ -134,7 +145,7 @@ case "${1:-}" in
     cat "$SDIR/env"
     ;;
   *)
-    echo "usage: $0 {fetch|start|stop|health|env}" >&2
+    echo "usage: $0 {fetch|start|restart|stop|health|env}" >&2
     exit 2
     ;;
 esac

@@ -3,6 +3,7 @@
 #
 #   deploy/stack.sh up      fetch (once, cached) and start Kafka and S3Proxy, write $RUN_DIR/stack.env
 #   deploy/stack.sh down    stop what `up` started (by PID) and delete its run data
+#   deploy/stack.sh restart NAME   stop one service and start it with the same data and ports
 #   deploy/stack.sh env     print stack.env (KEY=VALUE lines); e.g. `set -a; . .run/stack.env; set +a`
 #   deploy/stack.sh health  run every service's health check
 #
@@ -57,14 +58,7 @@ up() {
     stop_all
     exit 1
   fi
-  {
-    echo "# Written by deploy/stack.sh up; removed by deploy/stack.sh down."
-    for name in "${names[@]}"; do
-      "$DEPLOY_DIR/$name.sh" env
-    done
-  } >"$ENV_FILE.tmp"
-  chmod 600 "$ENV_FILE.tmp" # it holds the S3 secret
-  mv "$ENV_FILE.tmp" "$ENV_FILE"
+  write_env
   log "up in $((SECONDS - t0))s: ${names[*]}; settings in $ENV_FILE"
 }
 
@@ -112,16 +106,55 @@ health() {
   return "$rc"
 }
 
+# Stop one service and start it again with its data and ports (deploy/<name>.sh restart); stack.env stays right.
+restart() {
+  local name="${1:-}"
+  [[ -n "$name" && -x "$DEPLOY_DIR/$name.sh" ]] || die "usage: $0 restart {kafka|s3|argilla}"
+  [[ -f "$ENV_FILE" ]] || die "the stack is not up ($ENV_FILE is missing)"
+  "$DEPLOY_DIR/$name.sh" restart
+  write_env
+  log "restarted $name"
+}
+
+# stack.env: every service's FLYWHEEL_TEST_* lines (what tests read), and the names the CLI reads, so that
+# `set -a; . .run/stack.env; set +a` configures `flywheel` for this stack too.
+write_env() {
+  local name
+  {
+    echo "# Written by deploy/stack.sh up; removed by deploy/stack.sh down."
+    while read -r name; do
+      "$DEPLOY_DIR/$name.sh" env
+    done <"$STARTED_FILE"
+  } >"$ENV_FILE.tmp"
+  cli_names "$ENV_FILE.tmp" >>"$ENV_FILE.tmp"
+  chmod 600 "$ENV_FILE.tmp" # it holds the S3 secret
+  mv "$ENV_FILE.tmp" "$ENV_FILE"
+}
+
+cli_names() {
+  local file="$1"
+  awk -F= '
+    $1 == "FLYWHEEL_TEST_KAFKA_BOOTSTRAP" { print "FLYWHEEL_KAFKA_BOOTSTRAP_SERVERS=" $2 }
+    $1 == "FLYWHEEL_TEST_S3_ENDPOINT" { print "FLYWHEEL_LAKE_S3_ENDPOINT_URL=" $2; print "AWS_ENDPOINT_URL=" $2 }
+    $1 == "FLYWHEEL_TEST_S3_ACCESS_KEY" { print "AWS_ACCESS_KEY_ID=" $2 }
+    $1 ~ /^FLYWHEEL_TEST_S3_SECRET/ { print "AWS_SECRET_ACCESS_KEY=" substr($0, index($0, "=") + 1) }
+    $1 == "FLYWHEEL_TEST_S3_REGION" { print "AWS_DEFAULT_REGION=" $2 }
+    $1 == "FLYWHEEL_TEST_ARGILLA_URL" { print "FLYWHEEL_ARGILLA_URL=" $2 }
+    $1 == "FLYWHEEL_TEST_ARGILLA_API_KEY" { print "FLYWHEEL_ARGILLA_API_KEY=" $2 }
+  ' "$file"
+}
+
 case "${1:-}" in
   up) up ;;
   down) down ;;
+  restart) restart "${2:-}" ;;
   env)
     [[ -f "$ENV_FILE" ]] || die "$ENV_FILE is missing: run deploy/stack.sh up first"
     cat "$ENV_FILE"
     ;;
   health) health ;;
   *)
-    echo "usage: $0 {up|down|env|health}" >&2
+    echo "usage: $0 {up|down|restart NAME|env|health}" >&2
     exit 2
     ;;
 esac
