@@ -67,7 +67,8 @@ class FlywheelSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: otel_context.Context | None = None) -> None:
         stamp = otel_context.get_value(_STAMP, parent_context)
         if isinstance(stamp, dict):
-            span.set_attributes(stamp)
+            own = span.attributes or {}  # what the instrumentation set itself wins
+            span.set_attributes({key: value for key, value in stamp.items() if key not in own})
 
     def on_end(self, span: ReadableSpan) -> None:
         recorders = _RECORDERS.get()
