@@ -3,6 +3,7 @@ spans made by the real OpenTelemetry SDK encoded as its OTLP exporters encode th
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -12,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import uvicorn
+from google.protobuf import json_format
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
@@ -148,3 +150,15 @@ def recording_provider(
 def otlp_request(spans: Sequence[ReadableSpan]) -> ExportTraceServiceRequest:
     """The request the SDK's OTLP exporters send for these spans."""
     return encode_spans(spans)
+
+
+def otlp_json(request: ExportTraceServiceRequest) -> dict[str, Any]:
+    """The request in OTLP/JSON: protobuf's JSON mapping with the ids in hex."""
+    document = json_format.MessageToDict(request)
+    for resource in document.get("resourceSpans", []):
+        for scope in resource.get("scopeSpans", []):
+            for span in scope.get("spans", []):
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    if key in span:
+                        span[key] = base64.b64decode(span[key]).hex()
+    return document

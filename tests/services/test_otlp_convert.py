@@ -7,14 +7,12 @@ written here as their documentation gives them. The instrumentations themselves 
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 import zlib
 from typing import Any
 
 import pytest
-from google.protobuf import json_format
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
@@ -31,7 +29,7 @@ from flywheel_feedback.services.otlp.decode import (
     encoding_of,
 )
 
-from .otel_helpers import otlp_request, recording_provider
+from .otel_helpers import otlp_json, otlp_request, recording_provider
 
 LIMIT = 256 * 1024
 GEN_AI_INPUT = [
@@ -273,10 +271,9 @@ def test_otlp_json_with_hex_ids_reads_as_the_protobuf_does() -> None:
     with recording_provider() as (provider, exporter):
         llm_span(provider, gen_ai())
         request = otlp_request(exporter.get_finished_spans())
-    document = json_format.MessageToDict(request)
+    document = otlp_json(request)
     for span in document["resourceSpans"][0]["scopeSpans"][0]["spans"]:
-        for key in ("traceId", "spanId"):
-            span[key] = base64.b64decode(span[key]).hex().upper()  # OTLP/JSON: hex, case-insensitive
+        span["traceId"] = span["traceId"].upper()  # case-insensitive
     document["resourceSpans"][0]["someFutureField"] = {"x": 1}  # unknown fields are ignored
     from_json = decode_request(json.dumps(document).encode(), "json")
     assert from_json == request
@@ -320,3 +317,15 @@ def test_a_kafka_message_converts_or_says_why_not() -> None:
     assert convert_message(None, max_message_bytes=100, max_event_bytes=LIMIT) == Invalid("empty message: no value")
     bad = convert_message(b"\x0a\xff", max_message_bytes=100, max_event_bytes=LIMIT)
     assert isinstance(bad, Invalid) and bad.reason.startswith("OTLP: not an OTLP ExportTraceServiceRequest")
+
+
+def test_text_that_is_not_unicode_is_malformed() -> None:
+    lone = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "hi \ud800"}]}])  # escaped: "\\ud800"
+    with recording_provider() as (provider, exporter):
+        llm_span(provider, gen_ai(**{"gen_ai.input.messages": lone}))
+        request = otlp_request(exporter.get_finished_spans())
+    with pytest.raises(MalformedOtlpError, match="not Unicode"):
+        convert(request, max_event_bytes=LIMIT)
+    document = json.dumps(otlp_json(request)).replace('"chat gpt-4o"', '"chat \\ud800"')
+    with pytest.raises(MalformedOtlpError, match=r"[Ss]urrogate"):
+        decode_request(document.encode(), "json")

@@ -3,7 +3,6 @@ producer here records what it is given, or fails as Kafka would)."""
 
 from __future__ import annotations
 
-import base64
 import gzip
 import json
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from flywheel_feedback.services.gateway.otlp_route import otlp_routes
 from flywheel_feedback.services.otlp.produce import ProduceError
 from flywheel_feedback.services.settings import OtlpSettings
 
-from .otel_helpers import otlp_request, recording_provider
+from .otel_helpers import otlp_json, otlp_request, recording_provider
 from .test_otlp_convert import gen_ai, llm_span
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
@@ -83,10 +82,7 @@ def test_otlp_json_in_json_out() -> None:
     with recording_provider() as (provider, exporter):
         llm_span(provider, gen_ai())
         provider.get_tracer("app").start_span("db query").end()
-        request = json_format.MessageToDict(otlp_request(exporter.get_finished_spans()))
-    for scope in request["resourceSpans"][0]["scopeSpans"]:
-        for span in scope["spans"]:  # OTLP/JSON writes ids in hex
-            span["traceId"], span["spanId"] = (base64.b64decode(span[k]).hex() for k in ("traceId", "spanId"))
+        request = otlp_json(otlp_request(exporter.get_finished_spans()))
     answer = client(producer).post("/v1/traces", json=request)
     assert answer.status_code == 200
     assert answer.json() == {
