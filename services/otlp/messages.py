@@ -133,7 +133,7 @@ def _openinference_output(attributes: Attributes) -> str | None:
 
 
 def _indexed_message(fields: dict[str, Any], prefix: str, *, answer: bool = False) -> dict[str, str]:
-    role = _role(fields.get(f"{prefix}role"), "llm.*_messages")
+    role = _role(fields.get(f"{prefix}role"), "llm.*_messages" if prefix else "gen_ai.prompt/completion.N")
     content = fields.get(f"{prefix}content")
     if content is None:  # multi-part: message.contents.N.message_content.text
         parts = sorted(
@@ -144,7 +144,8 @@ def _indexed_message(fields: dict[str, Any], prefix: str, *, answer: bool = Fals
         content = "\n".join(_text(v) for _, v in parts) if parts else None
     names = (".tool_call.function.name", ".tool_call.function.arguments") if prefix else (".name", ".arguments")
     calls = _tool_calls(fields, f"{prefix}tool_calls", *names)
-    text = [_text(content)] if content is not None else []
+    read = _text if prefix else _parts_json_text  # OpenInference: text as it is; OpenLLMetry: parts as JSON text
+    text = [read(content)] if content is not None else []
     if answer and text:
         return {"role": role, "content": text[0]}
     return {"role": role, "content": "\n".join(text + calls)}
@@ -274,12 +275,6 @@ def _role(role: object, where: str) -> str:
 def _text(content: object) -> str:
     """Content as text: a string as is, OpenAI content parts joined, anything else as JSON."""
     if isinstance(content, str):
-        if content.startswith("[{") and content.endswith("}]"):  # OpenLLMetry writes content parts as JSON text
-            try:
-                parsed = json.loads(content)
-            except ValueError:
-                return content
-            return _text(parsed)
         return content
     if content is None:
         return ""
@@ -287,6 +282,18 @@ def _text(content: object) -> str:
         texts = [p.get("text", p.get("content")) for p in content]
         return "\n".join(t if isinstance(t, str) else f"[{p.get('type')}]" for t, p in zip(texts, content, strict=True))
     return json.dumps(content, ensure_ascii=False)
+
+
+def _parts_json_text(content: object) -> str:
+    """OpenLLMetry writes a message's list of content parts as JSON text; other text stays as it is."""
+    if isinstance(content, str) and content.startswith("[{"):
+        try:
+            parsed = json.loads(content)
+        except ValueError:
+            return content
+        if isinstance(parsed, list) and all(isinstance(p, dict) and "type" in p for p in parsed):
+            return _text(parsed)
+    return _text(content)
 
 
 def _structured(attributes: Attributes, key: str) -> list[Any] | None:

@@ -199,6 +199,18 @@ def test_openllmetry_indexed_prompt_and_completion_attributes() -> None:
     assert event["output"] == '{"tool_call": {"name": "lookup", "arguments": {}}}'
 
 
+def test_text_that_looks_like_json_stays_text() -> None:
+    pasted = '[{"sku": "A-1", "qty": 2}]'
+    messages = json.dumps([{"role": "user", "parts": [{"type": "text", "content": pasted}]}])
+    (event,) = events_of([gen_ai(**{"gen_ai.input.messages": messages})])
+    assert event["input"]["messages"] == [{"role": "user", "content": pasted}]
+    (event,) = events_of([{"openinference.span.kind": "LLM", "llm.model_name": "m",
+                           "llm.input_messages.0.message.role": "user", "llm.input_messages.0.message.content": pasted,
+                           "llm.output_messages.0.message.role": "assistant",
+                           "llm.output_messages.0.message.content": pasted}])
+    assert (event["input"]["messages"][0]["content"], event["output"]) == (pasted, pasted)
+
+
 def test_messages_carried_as_span_events() -> None:
     base = {k: v for k, v in gen_ai().items() if k not in ("gen_ai.input.messages", "gen_ai.output.messages")}
     details = {"gen_ai.input.messages": json.dumps(GEN_AI_INPUT), "gen_ai.output.messages": json.dumps(GEN_AI_OUTPUT)}
