@@ -152,8 +152,26 @@ class CaptureSettings(BaseSettings):
     poll_records: int = Field(5_000, ge=1)
     max_event_bytes: int = Field(256 * 1024, ge=64)
     compression_level: int = Field(1, ge=1, le=22)
+    # OTLP trace exports as an OpenTelemetry Collector's Kafka exporter writes them (encoding otlp_proto: one
+    # ExportTraceServiceRequest per message); their LLM spans land as interactions. Unset: not read.
+    otlp_topic: str | None = None
+    otlp_max_message_bytes: int = Field(16 * 1024 * 1024, ge=64, description="larger OTLP messages are dead-lettered")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+
+
+class OtlpSettings(BaseSettings):
+    """OTLP/HTTP trace ingestion (`POST /v1/traces`, mounted by the gateway): LLM spans become interactions."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_OTLP_", frozen=True, extra="ignore")
+
+    topic: str = Field("flywheel.events", description="where the interactions go: the topic capture reads")
+    max_body_bytes: int = Field(16 * 1024 * 1024, ge=1024, description="a request's limit, also once decompressed")
+    # capture's FLYWHEEL_CAPTURE_MAX_EVENT_BYTES: an interaction taken here must not be dead-lettered there
+    max_event_bytes: int = Field(256 * 1024, ge=64)
+    produce_timeout_s: float = Field(30.0, gt=0, description="longest wait for Kafka to acknowledge a request's events")
+    retry_after_s: int = Field(5, ge=1, description="the Retry-After of a 503 when Kafka does not take the events")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
 class WebhookSettings(BaseSettings):

@@ -3,7 +3,9 @@
 The handler stays thin: it hands the polled records to the batcher, which validates them,
 dead-letters the invalid ones (original bytes, reason in the headers) and writes the valid
 ones as Parquet before committing their offsets. The confluent back end was chosen by
-measurement (see bench/capture.py and shared/notes/performance.md).
+measurement (see bench/capture.py and shared/notes/performance.md). With `otlp_topic` set, the same
+consumer also reads OpenTelemetry trace exports from that topic (as a Collector's Kafka exporter writes
+them), whose LLM spans land as interactions through the same batches and commits.
 """
 
 from __future__ import annotations
@@ -78,9 +80,12 @@ class CaptureService:
             max_event_bytes=settings.max_event_bytes,
             compression_level=settings.compression_level,
             on_flush=self._flushed,
+            otlp_topics=[settings.otlp_topic] if settings.otlp_topic else [],
+            max_otlp_bytes=settings.otlp_max_message_bytes,
         )
+        topics = [settings.topic, *([settings.otlp_topic] if settings.otlp_topic else [])]
         self._subscriber = self.broker.subscriber(
-            settings.topic,
+            *topics,
             group_id=settings.group_id,
             batch=True,
             max_records=settings.poll_records,

@@ -9,6 +9,9 @@ flushed at `batch_size` events, all buffers together hold at most `buffered_batc
 sizes (the fullest is flushed early past that), and at most `queued_batches` batch sizes wait
 for the writer (the consumer waits past that). A buffer holds its events as JSON-lines
 chunks, one bytes object per poll, not one object per event.
+Messages of an OTLP topic (`otlp_topics`: trace exports as the OpenTelemetry Collector's Kafka exporter writes
+them) are converted first: each becomes the interactions of its LLM spans, all at the message's offset, or is
+dead-lettered whole with the reason (services/otlp/convert.py).
 Invalid messages go to the dead-letter sink first; their offsets are committed with the
 partition's next flush. A failed write is retried until it succeeds: nothing is committed,
 and nothing is lost, while the lake is unreachable.
@@ -28,9 +31,10 @@ from itertools import groupby
 from operator import methodcaller
 from typing import Protocol
 
-from flywheel_feedback.services.capture.validate import check_batch, json_lines
+from flywheel_feedback.services.capture.validate import Invalid, check_batch, json_lines
 from flywheel_feedback.services.lake.events import PartitionRows, json_lines_frame, write_events
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.otlp.convert import convert_message
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +107,8 @@ class CaptureBatcher:
         buffered_batches: int = 4,
         queued_batches: int = 2,
         on_flush: Callable[[FlushStats], None] | None = None,
+        otlp_topics: Sequence[str] = (),
+        max_otlp_bytes: int = 16 * 1024 * 1024,
     ) -> None:
         self._store = store
         self._writer_id = writer
@@ -116,6 +122,8 @@ class CaptureBatcher:
         self._max_buffered = buffered_batches * batch_size
         self._max_queued = queued_batches * batch_size
         self._on_flush = on_flush
+        self._otlp_topics = frozenset(otlp_topics)
+        self._max_otlp_bytes = max_otlp_bytes
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-writer")
         self._queued: deque[tuple[asyncio.Future[None], int]] = deque()  # writes in order, with their events
@@ -124,6 +132,7 @@ class CaptureBatcher:
         self._closed = False
         self.accepted = 0
         self.rejected = 0
+        self.otlp_dropped_spans = 0  # spans of OTLP messages that were not model calls, or could not be interactions
 
     async def add(self, records: Sequence[KafkaRecord]) -> None:
         """Validate and buffer a polled batch; flush the partitions that are full or old."""
@@ -148,15 +157,37 @@ class CaptureBatcher:
         if buf is None:
             buf = self._buffers[tp] = _Buffer(first_offset=offsets[0])
         buf.last_offset = offsets[-1]
-        bad = check_batch(values, max_bytes=self._max_event_bytes)
-        rejected = [Rejected(*tp, offsets[i], run[i].key(), values[i], reason) for i, reason in bad.items()]
-        if bad:
-            values = [v for i, v in enumerate(values) if i not in bad]
-            offsets = [o for i, o in enumerate(offsets) if i not in bad]
+        if tp[0] in self._otlp_topics:
+            rejected, values, offsets = self._convert_otlp(tp, run, values, offsets)
+        else:
+            bad = check_batch(values, max_bytes=self._max_event_bytes)
+            rejected = [Rejected(*tp, offsets[i], run[i].key(), values[i], reason) for i, reason in bad.items()]
+            if bad:
+                values = [v for i, v in enumerate(values) if i not in bad]
+                offsets = [o for i, o in enumerate(offsets) if i not in bad]
         if values:
             buf.chunks.append(json_lines(values))
             buf.offsets.extend(offsets)
         return rejected
+
+    def _convert_otlp(
+        self, tp: TopicPartition, run: list[KafkaRecord], values: list[bytes | None], offsets: list[int]
+    ) -> tuple[list[Rejected], list[bytes | None], list[int]]:
+        """The interactions of each OTLP message, at its offset; a message that cannot be read is rejected whole."""
+        rejected: list[Rejected] = []
+        events: list[bytes | None] = []
+        at: list[int] = []
+        for record, value, offset in zip(run, values, offsets, strict=True):
+            converted = convert_message(
+                value, max_message_bytes=self._max_otlp_bytes, max_event_bytes=self._max_event_bytes
+            )
+            if isinstance(converted, Invalid):
+                rejected.append(Rejected(*tp, offset, record.key(), value, converted.reason))
+                continue
+            self.otlp_dropped_spans += converted.dropped_spans
+            events += [event for _, event in converted.events]
+            at += [offset] * len(converted.events)
+        return rejected, events, at
 
     def _due(self) -> list[TopicPartition]:
         """Full partitions, and then the fullest others while all buffers together hold too much."""
