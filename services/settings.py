@@ -6,6 +6,7 @@ S3 credentials are not settings: boto3's standard chain finds them (env, files, 
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -72,8 +73,16 @@ class LakeSettings(BaseSettings):
     # For S3-compatible servers; credentials come from boto3's chain (AWS_ACCESS_KEY_ID, ...).
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    umask: str | None = Field(
+        None, pattern=r"^0?[0-7]{3}$",
+        description="the process's umask for the lake's local files, octal (0027: group-readable); unset: the "
+                    "umask the process was started with",
+    )
 
     def open(self) -> ObjectStore:
+        """The lake's store; applies `umask` to the process first (our files and delta-rs's follow it)."""
+        if self.umask is not None:
+            os.umask(int(self.umask, 8))
         options: dict[str, Any] = {}
         if self.s3_endpoint_url:
             options["endpoint_url"] = self.s3_endpoint_url
