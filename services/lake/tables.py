@@ -5,6 +5,12 @@ Every table is a Delta table (`TableSpec`, read and written through `services/la
 (labels MERGEd by interaction, the small derived tables rewritten by each pass), the annotation outbox and the
 gold answers (both written by MERGE on their key), and the versions of eval slices and training exports
 (`services/slices/versions.py`). The labeler's human-readable checkpoint is a JSON file.
+
+Raw text as it was sent is in `raw/events` and the dead letters only: every derived table
+holds it masked (labeling/pii.py; labels, gold corrections, slices, exports) or holds no free text at all
+(issues, outbox, patterns, counts, summaries). Per-person ids (user_id, session_id) are in raw/events and labels.
+A table's `stats` (the columns whose min and max its log records) never name an id or text column: the log
+outlives the rows (services/privacy/erase.py).
 """
 
 from __future__ import annotations
@@ -117,6 +123,7 @@ LABELS = TableSpec(
     }),
     partition_by=("date",),
     keys=("interaction_id",),
+    stats=("ts",),
 )
 # The label model's reading of every vote pattern the labels hold, rewritten by each pass.
 LABEL_PATTERNS = TableSpec(
@@ -205,6 +212,7 @@ GOLD = TableSpec(
         "source": pl.String(),
     }),
     keys=("response_id", "submitted_at"),
+    stats=("submitted_at",),  # retention deletes by it
 )
 
 # Versions of eval slices and training exports: one table per slice (`slices/<name>`) and per export kind
@@ -215,9 +223,10 @@ GOLD = TableSpec(
 # (readers fill the others with nulls). Append-only, and the log is never cleaned up, so every version stays
 # readable and its manifest stays in the log. Delta has no unsigned integers: those columns are stored as Int64
 # (and read back as the rows' own types).
-VERSION_TABLE_CONFIG: Final[dict[str, str | None]] = {
+VERSION_TABLE_CONFIG: Final[dict[str, str]] = {
     "delta.appendOnly": "true",
     "delta.enableExpiredLogCleanup": "false",
+    "delta.dataSkippingNumIndexedCols": "0",  # the log records no column's min and max (ids, text)
 }
 SLICE_RETIRED_SCHEMA: Final = pl.Schema({
     "interaction_id": pl.String(),
