@@ -150,6 +150,16 @@ class MaintenanceSettings(BaseSettings):
         return self
 
 
+class PrivacySettings(BaseSettings):
+    """Erasure on request (`flywheel privacy erase`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_PRIVACY_", frozen=True, extra="ignore")
+
+    requested_by: str | None = Field(
+        None, description="who requests erasures (the audit record's requested_by; default: the OS user)")
+    lake: LakeSettings = Field(default_factory=LakeSettings)
+
+
 class CaptureSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLYWHEEL_CAPTURE_", frozen=True, extra="ignore")
 

@@ -304,19 +304,23 @@ def scan(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> 
 
 def added_files(store: ObjectStore, spec: TableSpec, *, after: int, upto: int) -> list[str] | None:
     """The data files that the commits after version `after`, up to `upto`, added as new data, oldest first
-    (compaction's rewrites are not new data: they carry dataChange=false). None when one of those commits is
-    no longer in the log (cleaned up by retention): the caller must read the table instead."""
-    paths: list[str] = []
+    (compaction's rewrites are not new data: they carry dataChange=false). A file a later commit of the range
+    removed as a data change (a delete: retention, an erasure) is left out: what it held that is still there is
+    in the files that commit added. None when one of those commits is no longer in the log (cleaned up by
+    retention): the caller must read the table instead."""
+    paths: dict[str, None] = {}
     for version in range(after + 1, upto + 1):
         key = f"{spec.name}/_delta_log/{version:020d}.json"
         if not store.exists(key):
             return None
         for line in store.get(key).splitlines():
             action = json.loads(line) if line.strip() else {}
-            add = action.get("add")
+            add, remove = action.get("add"), action.get("remove")
             if add is not None and add.get("dataChange", True):
-                paths.append(add["path"])
-    return paths
+                paths[unquote(add["path"])] = None
+            elif remove is not None and remove.get("dataChange", True):
+                paths.pop(unquote(remove["path"]), None)
+    return list(paths)
 
 
 def file_index(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> pl.DataFrame:

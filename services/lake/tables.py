@@ -6,7 +6,7 @@ Every table is a Delta table (`TableSpec`, read and written through `services/la
 gold answers (both written by MERGE on their key), and the versions of eval slices and training exports
 (`services/slices/versions.py`). The labeler's human-readable checkpoint is a JSON file.
 
-Raw text as it was sent is in `raw/events` and the dead letters only: every derived table
+Raw text as it was sent is in `raw/events` and the dead letters (DEAD_LETTER_PREFIX) only: every derived table
 holds it masked (labeling/pii.py; labels, gold corrections, slices, exports) or holds no free text at all
 (issues, outbox, patterns, counts, summaries). Per-person ids (user_id, session_id) are in raw/events and labels.
 A table's `stats` (the columns whose min and max its log records) never name an id or text column: the log
@@ -237,6 +237,26 @@ SLICE_RETIRED_SCHEMA: Final = pl.Schema({
 })
 
 
+# The audit of erasures (services/privacy/erase.py): one row per table an erasure searched, with the rows it
+# deleted there. Who asked (the operator or the ticket system, from a setting or option) and when; nothing about
+# the person erased, not even a hash of their id (a hash of a guessable id is the id).
+ERASURES = TableSpec(
+    name="privacy/erasures",
+    schema=pl.Schema({
+        "erasure_id": pl.String(),
+        "requested_by": pl.String(),
+        "requested_at": pl.Datetime("us", "UTC"),
+        "finished_at": pl.Datetime("us", "UTC"),
+        "table": pl.String(),
+        "rows": pl.Int64(),
+        "files_rewritten": pl.Int64(),
+        "new_version": pl.Int64(),  # a slice or export: the version published without the rows
+    }),
+    keys=("erasure_id", "table"),
+    stats=("requested_at",),
+)
+
+
 def delta_types(schema: pl.Schema) -> pl.Schema:
     """`schema` with the types Delta lacks (unsigned integers) replaced by ones that hold every value."""
     wider: dict[type[pl.DataType], pl.DataType] = {pl.UInt8: pl.Int16(), pl.UInt16: pl.Int32(), pl.UInt32: pl.Int64()}
@@ -289,6 +309,9 @@ def slice_table(name: str) -> TableSpec:
 
 
 LABELER_STATE_KEY = "state/labeler.json"
+# What file capture rejected: Parquet files (offset, reason, the line as sent), not a Delta table
+# (services/lake/dead_letters.py). Capture from Kafka dead-letters to a topic instead.
+DEAD_LETTER_PREFIX = "dead-letter"
 
 
 def write_table(store: ObjectStore, key: str, frame: pl.DataFrame) -> None:
