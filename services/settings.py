@@ -19,6 +19,7 @@ from flywheel_feedback.services.lake.store import ObjectStore, open_store
 
 if TYPE_CHECKING:
     from flywheel_feedback.services.labeler.pipeline import LabelerOptions
+    from flywheel_feedback.services.lake.retention import RetentionPolicy
 
 
 class KafkaSettings(BaseSettings):
@@ -141,6 +142,14 @@ class MaintenanceSettings(BaseSettings):
         timedelta(days=7), description="vacuum keeps every file a version this recent needs: time travel this far"
     )
     force: bool = Field(False, description="allow a retention below the floor (RETENTION_FLOOR)")
+    # How long rows are kept at all (unset: forever), enforced by the same runs (services/lake/retention.py).
+    # Eval slices and exports are not expired: they hold masked copies of what they need.
+    raw_events_ttl: Duration | None = Field(
+        None, description="raw events older than this (by event time) are deleted; labels keep their masked copy")
+    dead_letters_ttl: Duration | None = Field(
+        None, description="dead-letter files of file capture written longer ago than this are deleted")
+    gold_ttl: Duration | None = Field(
+        None, description="annotators' answers submitted longer ago than this are deleted")
 
     @model_validator(mode="after")
     def _retention_floor(self) -> MaintenanceSettings:
@@ -148,6 +157,11 @@ class MaintenanceSettings(BaseSettings):
         if problem is not None:
             raise ValueError(problem)
         return self
+
+    def policy(self) -> RetentionPolicy:
+        from flywheel_feedback.services.lake.retention import RetentionPolicy
+
+        return RetentionPolicy(raw_events=self.raw_events_ttl, dead_letters=self.dead_letters_ttl, gold=self.gold_ttl)
 
 
 class PrivacySettings(BaseSettings):
