@@ -6,6 +6,7 @@ S3 credentials are not settings: boto3's standard chain finds them (env, files, 
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -18,6 +19,7 @@ from flywheel_feedback.services.lake.store import ObjectStore, open_store
 
 if TYPE_CHECKING:
     from flywheel_feedback.services.labeler.pipeline import LabelerOptions
+    from flywheel_feedback.services.lake.retention import RetentionPolicy
 
 
 class KafkaSettings(BaseSettings):
@@ -72,8 +74,16 @@ class LakeSettings(BaseSettings):
     # For S3-compatible servers; credentials come from boto3's chain (AWS_ACCESS_KEY_ID, ...).
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
+    umask: str | None = Field(
+        None, pattern=r"^0?[0-7]{3}$",
+        description="the process's umask for the lake's local files, octal (0027: group-readable); unset: the "
+                    "umask the process was started with",
+    )
 
     def open(self) -> ObjectStore:
+        """The lake's store; applies `umask` to the process first (our files and delta-rs's follow it)."""
+        if self.umask is not None:
+            os.umask(int(self.umask, 8))
         options: dict[str, Any] = {}
         if self.s3_endpoint_url:
             options["endpoint_url"] = self.s3_endpoint_url
@@ -132,6 +142,14 @@ class MaintenanceSettings(BaseSettings):
         timedelta(days=7), description="vacuum keeps every file a version this recent needs: time travel this far"
     )
     force: bool = Field(False, description="allow a retention below the floor (RETENTION_FLOOR)")
+    # How long rows are kept at all (unset: forever), enforced by the same runs (services/lake/retention.py).
+    # Eval slices and exports are not expired: they hold masked copies of what they need.
+    raw_events_ttl: Duration | None = Field(
+        None, description="raw events older than this (by event time) are deleted; labels keep their masked copy")
+    dead_letters_ttl: Duration | None = Field(
+        None, description="dead-letter files of file capture written longer ago than this are deleted")
+    gold_ttl: Duration | None = Field(
+        None, description="annotators' answers submitted longer ago than this are deleted")
 
     @model_validator(mode="after")
     def _retention_floor(self) -> MaintenanceSettings:
@@ -139,6 +157,21 @@ class MaintenanceSettings(BaseSettings):
         if problem is not None:
             raise ValueError(problem)
         return self
+
+    def policy(self) -> RetentionPolicy:
+        from flywheel_feedback.services.lake.retention import RetentionPolicy
+
+        return RetentionPolicy(raw_events=self.raw_events_ttl, dead_letters=self.dead_letters_ttl, gold=self.gold_ttl)
+
+
+class PrivacySettings(BaseSettings):
+    """Erasure on request (`flywheel privacy erase`)."""
+
+    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_PRIVACY_", frozen=True, extra="ignore")
+
+    requested_by: str | None = Field(
+        None, description="who requests erasures (the audit record's requested_by; default: the OS user)")
+    lake: LakeSettings = Field(default_factory=LakeSettings)
 
 
 class CaptureSettings(BaseSettings):

@@ -2,7 +2,8 @@
 with one row per response version (response_id, submitted_at).
 
 `land` is one MERGE inserting the versions the table does not hold yet, so landing the same responses again (a
-webhook retried, a reconcile after a webhook) adds no row and commits nothing. Readers keep each annotator's
+webhook retried, a reconcile after a webhook) adds no row and commits nothing. Corrections are landed masked
+(`labeling.pii`, the bulk path). Readers keep each annotator's
 latest answer per interaction. Both ways in parse Argilla's JSON here, so both produce identical rows for one
 response.
 """
@@ -17,6 +18,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from flywheel_feedback.labeling.pii import mask_columns
 from flywheel_feedback.services.annotation.layout import LABEL_CLASSES, QUESTION_CORRECTION, QUESTION_LABEL, queue_of
 from flywheel_feedback.services.lake.delta import scan, table_version
 from flywheel_feedback.services.lake.merge import insert_new
@@ -54,6 +56,9 @@ def land(store: ObjectStore, responses: Sequence[GoldResponse]) -> int | None:
         return None
     versions = {r.version: r for r in sorted(responses, key=lambda r: r.version)}  # a batch may repeat one
     frame = pl.DataFrame([asdict(r) for r in versions.values()], schema=GOLD.schema)
+    # annotators read masked text, but what they type may hold personal data too: landed masked, like every
+    # derived table
+    frame = mask_columns(frame, ["correction"], engine="fast")
     return insert_new(store, GOLD, frame).version
 
 

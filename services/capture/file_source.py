@@ -17,8 +17,9 @@ import polars as pl
 
 from flywheel_feedback.services.capture.batcher import CaptureBatcher, Rejected, TopicPartition
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import DEAD_LETTER_PREFIX
 
-DEAD_LETTER_PREFIX = "dead-letter"
+__all__ = ["DEAD_LETTER_PREFIX", "FileCaptureResult", "capture_file"]
 
 
 @dataclass(frozen=True, slots=True)

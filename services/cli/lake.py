@@ -37,12 +37,13 @@ def lake_optimize(
         list[str] | None, typer.Option(help="only this table (repeatable; default: every table of the lake)")
     ] = None,
 ) -> None:
-    """Compact small files, vacuum unreferenced ones and checkpoint the log, for every Delta table of the lake."""
+    """Expire what the data retention no longer keeps (FLYWHEEL_MAINTENANCE_RAW_EVENTS_TTL, _DEAD_LETTERS_TTL,
+    _GOLD_TTL), then compact small files, vacuum unreferenced ones and checkpoint the log, for every Delta table."""
     from flywheel_feedback.services.lake.maintenance import optimize_lake
     from flywheel_feedback.services.settings import MaintenanceSettings, parse_duration
 
+    settings = MaintenanceSettings()
     if retention is None:
-        settings = MaintenanceSettings()
         span, force = settings.retention, force or settings.force
     else:
         try:
@@ -50,8 +51,8 @@ def lake_optimize(
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--retention") from None
     result = optimize_lake(
-        open_lake(lake), retention=span, force=force, tables=table,
-        on_table=lambda report: typer.echo(report.summary()),
+        open_lake(lake), retention=span, force=force, tables=table, policy=settings.policy(),
+        on_table=lambda report: typer.echo(report.summary()), on_expired=lambda item: typer.echo(item.summary()),
     )
     typer.echo(result.summary())
     if result.failed:

@@ -1,5 +1,9 @@
 """Label rows: computing them from events, reading them back by date, and the checkpoint their commits carry.
 
+The rows' free text (TEXT_COLUMNS) is masked (`labeling.pii`, the bulk path) once the signal features are computed
+from the text as it was sent: the labels table is read by people, dashboards and other engines, so it holds no
+e-mail address, phone number, card number or key. The raw events keep what was sent.
+
 A labels commit records what it was computed from as Delta application transactions: the raw table's version,
 the gold table's version, the event-time watermark (µs since the epoch) and the labeling-function set. A crash
 before the commit leaves the old checkpoint, so the next pass recomputes the same rows.
@@ -15,6 +19,7 @@ import polars as pl
 
 from flywheel_feedback.labeling.features import EVENT_COLUMNS, interaction_features
 from flywheel_feedback.labeling.lf import LFRegistry
+from flywheel_feedback.labeling.pii import mask_columns
 from flywheel_feedback.labeling.votes import encode_patterns
 from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.store import ObjectStore
@@ -25,6 +30,7 @@ APP_GOLD = "labeler/gold"
 APP_WATERMARK = "labeler/watermark"
 APP_LF_SET = "labeler/lf_set"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TEXT_COLUMNS = ("input_text", "output_text", "edited_text", "correction_text")
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def compute_rows(
         pl.lit(raw_version, dtype=pl.Int64).alias("raw_version"),
         pl.col("ts").dt.date().alias("date"),
     )
-    return rows.select(LABELS.schema.names()).cast(LABELS.schema)
+    return mask_columns(rows.select(LABELS.schema.names()).cast(LABELS.schema), TEXT_COLUMNS, engine="fast")
 
 
 def read_rows_on(store: ObjectStore, dates: Iterable[date], *, columns: Iterable[str] | None = None) -> pl.DataFrame:

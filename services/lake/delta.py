@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Final, Literal
 from urllib.parse import unquote
 
 import polars as pl
@@ -41,9 +41,42 @@ class TableSpec:
     schema: pl.Schema
     partition_by: tuple[str, ...] = ()
     keys: tuple[str, ...] = ()
-    # columns whose min and max our own writer records per file, so readers can skip files (delta-rs's writer
-    # records every column's)
+    # the only columns whose min and max the log records per file, so readers can skip files: our own writer's,
+    # and delta-rs's through the table property delta.dataSkippingStatsColumns (`configuration`). Never a column
+    # holding personal data (ids, free text): the log outlives the rows, so an erased value would stay in it
     stats: tuple[str, ...] = ()
+
+
+STATS_COLUMNS: Final = "delta.dataSkippingStatsColumns"
+INDEXED_COLUMNS: Final = "delta.dataSkippingNumIndexedCols"
+# set when a table made before its stats were limited was migrated: log entries before this version may hold
+# the min and max of any column (services/privacy/erase.py cleans them up)
+STATS_LIMITED_AT: Final = "flywheel.statsLimitedAt"
+
+
+def configuration(spec: TableSpec) -> dict[str, str]:
+    """The table properties a table is created with: the log records statistics of `spec.stats` only."""
+    if spec.stats:
+        return {STATS_COLUMNS: ",".join(spec.stats)}
+    return {INDEXED_COLUMNS: "0"}
+
+
+def ensure_configuration(store: ObjectStore, spec: TableSpec, *, extra: Mapping[str, str] | None = None) -> bool:
+    """Give an existing table the properties it is created with today (a table made by an older flywheel records
+    statistics of every column); returns whether it had to. The commit marks from which version on the log is
+    clean (STATS_LIMITED_AT)."""
+    table = open_table(store, spec)
+    if table is None:
+        return False
+    wanted = {**configuration(spec), **(extra or {})}
+    have = table.metadata().configuration
+    if all(have.get(k) == v for k, v in wanted.items()):
+        return False
+    if any(have.get(k) != v for k, v in configuration(spec).items()) and STATS_LIMITED_AT not in have:
+        wanted[STATS_LIMITED_AT] = str(table.version() + 1)
+    table.alter.set_table_properties(wanted, raise_if_not_exists=False)
+    log.info("%s: table properties set to %s", spec.name, wanted)
+    return True
 
 
 def open_table(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> DeltaTable | None:
@@ -114,7 +147,7 @@ def commit(
         create_table_with_add_actions(
             store.table_uri(spec.name), _delta_schema(spec), list(actions), mode=mode,
             partition_by=list(spec.partition_by) or None, storage_options=store.storage_options(),
-            commit_properties=properties,
+            commit_properties=properties, configuration=configuration(spec),
         )
     else:
         table.create_write_transaction(
@@ -253,6 +286,7 @@ def _create_empty(store: ObjectStore, spec: TableSpec) -> DeltaTable:
     DeltaTable.create(
         store.table_uri(spec.name), _delta_schema(spec), mode="ignore",
         partition_by=list(spec.partition_by) or None, storage_options=store.storage_options(),
+        configuration=configuration(spec),
     )
     table = open_table(store, spec)
     if table is None:
@@ -270,19 +304,23 @@ def scan(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> 
 
 def added_files(store: ObjectStore, spec: TableSpec, *, after: int, upto: int) -> list[str] | None:
     """The data files that the commits after version `after`, up to `upto`, added as new data, oldest first
-    (compaction's rewrites are not new data: they carry dataChange=false). None when one of those commits is
-    no longer in the log (cleaned up by retention): the caller must read the table instead."""
-    paths: list[str] = []
+    (compaction's rewrites are not new data: they carry dataChange=false). A file a later commit of the range
+    removed as a data change (a delete: retention, an erasure) is left out: what it held that is still there is
+    in the files that commit added. None when one of those commits is no longer in the log (cleaned up by
+    retention): the caller must read the table instead."""
+    paths: dict[str, None] = {}
     for version in range(after + 1, upto + 1):
         key = f"{spec.name}/_delta_log/{version:020d}.json"
         if not store.exists(key):
             return None
         for line in store.get(key).splitlines():
             action = json.loads(line) if line.strip() else {}
-            add = action.get("add")
+            add, remove = action.get("add"), action.get("remove")
             if add is not None and add.get("dataChange", True):
-                paths.append(add["path"])
-    return paths
+                paths[unquote(add["path"])] = None
+            elif remove is not None and remove.get("dataChange", True):
+                paths.pop(unquote(remove["path"]), None)
+    return list(paths)
 
 
 def file_index(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> pl.DataFrame:
@@ -391,5 +429,5 @@ def overwrite(
     write_deltalake(
         store.table_uri(spec.name), frame.to_arrow(), mode="overwrite", schema_mode="overwrite",
         partition_by=list(spec.partition_by) or None, storage_options=store.storage_options(),
-        commit_properties=CommitProperties(app_transactions=txns),
+        commit_properties=CommitProperties(app_transactions=txns), configuration=configuration(spec),
     )

@@ -25,6 +25,10 @@ A table that keeps its whole history (delta.enableExpiredLogCleanup=false: the s
 whose every version is read by time travel, against the files its manifest lists) is not compacted and its log is
 not cleaned up; being append-only, it has no replaced files, so vacuum only removes files no commit ever named.
 
+Before all that, a run enforces the data retention (`policy`: how long raw events, dead letters and gold answers
+are kept at all, services/lake/retention.py), and gives a table made by an older flywheel the table properties
+it is created with now (its log then records statistics of non-personal columns only: TableSpec.stats).
+
 A table that fails is reported and the others go on; the next run tries it again. A table idle since the last run
 gets no new commit. Runs in one process never overlap (a second one is refused while the first runs).
 """
@@ -38,9 +42,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flywheel_feedback.services.errors import FlywheelError
+from flywheel_feedback.services.lake import delta
+from flywheel_feedback.services.lake.retention import Expired, RetentionPolicy, enforce
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store
 from flywheel_feedback.services.lake.tables import delta_tables
 from flywheel_feedback.services.settings import retention_problem
@@ -84,16 +90,19 @@ class TableMaintenance:
 @dataclass(frozen=True)
 class LakeMaintenance:
     tables: list[TableMaintenance] = field(default_factory=list)
+    expired: list[Expired] = field(default_factory=list)  # what the data retention deleted first
 
     @property
-    def failed(self) -> list[TableMaintenance]:
-        return [t for t in self.tables if t.error is not None]
+    def failed(self) -> list[TableMaintenance | Expired]:
+        found: list[TableMaintenance | Expired] = [e for e in self.expired if e.error is not None]
+        return found + [t for t in self.tables if t.error is not None]
 
     def summary(self) -> str:
         ok = [t for t in self.tables if t.error is None]
         before, after = sum(t.files_before for t in ok), sum(t.files_after for t in ok)
         vacuumed = sum(t.vacuumed for t in ok)
-        return (f"{len(self.tables)} tables: files {before} -> {after}, vacuumed {vacuumed}; "
+        expired = "".join(f", {e.rows} expired from {e.table}" for e in self.expired if e.error is None and e.rows)
+        return (f"{len(self.tables)} tables: files {before} -> {after}, vacuumed {vacuumed}{expired}; "
                 f"{len(self.failed)} failed")
 
 
@@ -158,14 +167,24 @@ def optimize_lake(
     force: bool = False,
     tables: Sequence[str] | None = None,
     on_table: Callable[[TableMaintenance], None] | None = None,
+    policy: RetentionPolicy | None = None,
+    on_expired: Callable[[Expired], None] | None = None,
+    now: datetime | None = None,
 ) -> LakeMaintenance:
-    """Compact, vacuum and checkpoint every table of the lake (or the `tables` named), one after another."""
+    """Enforce the data retention (`policy`, as of `now`), then compact, vacuum and checkpoint every table of the
+    lake (or the `tables` named), one after another."""
     problem = retention_problem(retention, force=force)
     if problem is not None:
         raise FlywheelError(problem)
     if not _running.acquire(blocking=False):
         raise MaintenanceRunningError("lake maintenance is already running in this process")
     try:
+        named = None if tables is None else set(tables)
+        expired = [] if policy is None else enforce(store, policy, tables=named, now=now)
+        for item in expired:
+            (log.warning if item.error else log.info)("%s", item.summary())
+            if on_expired is not None:
+                on_expired(item)
         names = lake_tables(store) if tables is None else list(tables)
         reports: list[TableMaintenance] = []
         for name in names:
@@ -174,7 +193,7 @@ def optimize_lake(
             if on_table is not None:
                 on_table(report)
             reports.append(report)
-        return LakeMaintenance(reports)
+        return LakeMaintenance(reports, expired)
     finally:
         _running.release()
 
@@ -195,6 +214,9 @@ def optimize_table(
         table = DeltaTable(uri, storage_options=options)
         version_before, files_before = table.version(), len(table.file_uris())
         keeps_history = table.metadata().configuration.get("delta.enableExpiredLogCleanup", "").lower() == "false"
+        declared = _declared().get(name)
+        if declared is not None and not keeps_history and delta.ensure_configuration(store, declared):
+            table = DeltaTable(uri, storage_options=options)  # compaction's files: statistics of `stats` only
         compacted: dict[str, object] = {}
         if not keeps_history:
             # a concurrent writer's commit (capture appending) is retried past: compaction changes no data
@@ -222,6 +244,11 @@ def optimize_table(
             files_after=files_before, compacted=0, written=0, vacuumed=0, checkpoint=None,
             seconds=time.perf_counter() - started, error=f"{type(e).__name__}: {e}",
         )
+
+
+def _declared() -> dict[str, delta.TableSpec]:
+    """The tables declared with a fixed name (not the per-name families), by name."""
+    return {spec.name: spec for spec in delta_tables() if "<" not in spec.name}
 
 
 def _count(metrics: dict[str, object], key: str) -> int:

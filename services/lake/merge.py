@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Final
 import polars as pl
 
 from flywheel_feedback.services.errors import FlywheelError
-from flywheel_feedback.services.lake.delta import TableSpec, open_table
+from flywheel_feedback.services.lake.delta import TableSpec, configuration, open_table
 from flywheel_feedback.services.lake.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -152,5 +152,6 @@ def _create(store: ObjectStore, spec: TableSpec, rows: pl.DataFrame) -> int:
     write_deltalake(
         store.table_uri(spec.name), rows.to_arrow(), mode="error", partition_by=list(spec.partition_by) or None,
         storage_options=store.storage_options(), writer_properties=WriterProperties(compression="ZSTD"),
+        configuration=configuration(spec),
     )
     return 0

@@ -3,12 +3,17 @@
 The store knows nothing about Parquet; it moves bytes under deterministic keys. Writes are
 atomic (a temp file renamed into place locally; a single PUT on S3), so readers never see
 a partial object.
+
+Local files get the modes every other file of the process gets: 0666 and 0777 (folders) less the process's
+umask, the same rule delta-rs follows for the files it writes. A team sharing a lake on a local or network disk
+sets a group-readable umask for the processes that write it (`umask 0027`, systemd's `UMask=`, or
+FLYWHEEL_LAKE_UMASK, which `LakeSettings.open` applies to the process).
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,8 +55,10 @@ class LocalStore:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the target and rename: a crash leaves a dot-file that readers skip,
-        # never a truncated file under the real name.
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+        # never a truncated file under the real name. Created as open(2) creates files (0666 less the umask),
+        # not as mkstemp does (0600, whatever the umask).
+        tmp = path.parent / f".tmp-{uuid.uuid4().hex}{path.suffix}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)

@@ -5,6 +5,12 @@ Every table is a Delta table (`TableSpec`, read and written through `services/la
 (labels MERGEd by interaction, the small derived tables rewritten by each pass), the annotation outbox and the
 gold answers (both written by MERGE on their key), and the versions of eval slices and training exports
 (`services/slices/versions.py`). The labeler's human-readable checkpoint is a JSON file.
+
+Raw text as it was sent is in `raw/events` and the dead letters (DEAD_LETTER_PREFIX) only: every derived table
+holds it masked (labeling/pii.py; labels, gold corrections, slices, exports) or holds no free text at all
+(issues, outbox, patterns, counts, summaries). Per-person ids (user_id, session_id) are in raw/events and labels.
+A table's `stats` (the columns whose min and max its log records) never name an id or text column: the log
+outlives the rows (services/privacy/erase.py).
 """
 
 from __future__ import annotations
@@ -118,6 +124,7 @@ LABELS = TableSpec(
     }),
     partition_by=("date",),
     keys=("interaction_id",),
+    stats=("ts",),
 )
 # The label model's reading of every vote pattern the labels hold, rewritten by each pass.
 LABEL_PATTERNS = TableSpec(
@@ -206,6 +213,7 @@ GOLD = TableSpec(
         "source": pl.String(),
     }),
     keys=("response_id", "submitted_at"),
+    stats=("submitted_at",),  # retention deletes by it
 )
 
 # Versions of eval slices and training exports: one table per slice (`slices/<name>`) and per export kind
@@ -216,9 +224,10 @@ GOLD = TableSpec(
 # (readers fill the others with nulls). Append-only, and the log is never cleaned up, so every version stays
 # readable and its manifest stays in the log. Delta has no unsigned integers: those columns are stored as Int64
 # (and read back as the rows' own types).
-VERSION_TABLE_CONFIG: Final[dict[str, str | None]] = {
+VERSION_TABLE_CONFIG: Final[dict[str, str]] = {
     "delta.appendOnly": "true",
     "delta.enableExpiredLogCleanup": "false",
+    "delta.dataSkippingNumIndexedCols": "0",  # the log records no column's min and max (ids, text)
 }
 SLICE_RETIRED_SCHEMA: Final = pl.Schema({
     "interaction_id": pl.String(),
@@ -227,6 +236,26 @@ SLICE_RETIRED_SCHEMA: Final = pl.Schema({
     "added_in": pl.Int32(),
     "old_topic": pl.String(),
 })
+
+
+# The audit of erasures (services/privacy/erase.py): one row per table an erasure searched, with the rows it
+# deleted there. Who asked (the operator or the ticket system, from a setting or option) and when; nothing about
+# the person erased, not even a hash of their id (a hash of a guessable id is the id).
+ERASURES = TableSpec(
+    name="privacy/erasures",
+    schema=pl.Schema({
+        "erasure_id": pl.String(),
+        "requested_by": pl.String(),
+        "requested_at": pl.Datetime("us", "UTC"),
+        "finished_at": pl.Datetime("us", "UTC"),
+        "table": pl.String(),
+        "rows": pl.Int64(),
+        "files_rewritten": pl.Int64(),
+        "new_version": pl.Int64(),  # a slice or export: the version published without the rows
+    }),
+    keys=("erasure_id", "table"),
+    stats=("requested_at",),
+)
 
 
 def delta_types(schema: pl.Schema) -> pl.Schema:
@@ -281,6 +310,9 @@ def slice_table(name: str) -> TableSpec:
 
 
 LABELER_STATE_KEY = "state/labeler.json"
+# What file capture rejected: Parquet files (offset, reason, the line as sent), not a Delta table
+# (services/lake/dead_letters.py). Capture from Kafka dead-letters to a topic instead.
+DEAD_LETTER_PREFIX = "dead-letter"
 
 
 def write_table(store: ObjectStore, key: str, frame: pl.DataFrame) -> None:

@@ -148,7 +148,8 @@ class FlywheelServer:
         from flywheel_feedback.services.lake.maintenance import optimize_lake
 
         settings = self.settings.maintenance
-        result = optimize_lake(self.store, retention=settings.retention, force=settings.force)
+        result = optimize_lake(self.store, retention=settings.retention, force=settings.force,
+                               policy=settings.policy())
         log.info("lake maintenance: %s", result.summary())
         if result.failed:
             raise RuntimeError("; ".join(t.summary() for t in result.failed))

@@ -17,6 +17,14 @@ later commits cannot change what k returns), takes the files of partition k from
 the manifest lists, and verifies each file's SHA-256 and size. `content_hash` is the rows file's SHA-256. A
 version whose files changed after it was published (or a truncated download) is an error, not data. Any Delta
 reader gets the same rows: `pl.scan_delta(uri, version=<table version>).filter(pl.col("version") == k)`.
+
+The one exception to immutability is an erasure (`services/slices/erasure.py`): a person's rows must leave every
+version, old ones included. It rewrites the files of the versions holding them in one commit whose metadata
+(`flywheel.erasure`) lists, per version, the new files with their hashes and the rows each lost (counts and an
+erasure id, no ids of people or interactions). Readers apply it (`amended`): such a version is read at the
+erasure's Delta version, against the files and content hash the erasure recorded, and its manifest lists the
+erasures it went through (`erasures`) and keeps the Delta version it was published at (`table.published_version`).
+Time travel to before the erasure no longer works (its files are vacuumed): `table.version` names where to read.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -50,7 +58,7 @@ from flywheel_feedback.services.slices.definitions import NAME_PATTERN
 if TYPE_CHECKING:
     from deltalake import DeltaTable
     from deltalake import Schema as DeltaSchema
-    from deltalake.transaction import AddAction
+    from deltalake.transaction import AddAction, RemoveAction
 
 MANIFEST: Final = "manifest.json"  # the name `pull` gives it on disk
 DATA: Final = "data.parquet"  # the version's rows
@@ -59,6 +67,7 @@ FORMAT: Final = 2
 SLICES_PREFIX: Final = "slices"
 EXPORTS_PREFIX: Final = "exports"
 MANIFEST_METADATA: Final = "flywheel.manifest"  # the commit's custom-metadata key holding the manifest
+ERASURE_METADATA: Final = "flywheel.erasure"  # an erasure's commit: the versions it rewrote, their new files
 PUBLISHED_TXN: Final = "flywheel.published"  # app id: its version is the slice (export) version published
 ATTEMPTS: Final = 20  # commits lost to other kinds of commits (announcement marks) before giving up
 _TABLE_LOG = re.compile(r"^(?P<root>[^/]+/[^/]+)/_delta_log/")
@@ -141,11 +150,42 @@ def published(store: ObjectStore, root: str) -> dict[int, tuple[int, dict[str, A
 
 def _from_history(table: DeltaTable) -> dict[int, tuple[int, dict[str, Any]]]:
     found: dict[int, tuple[int, dict[str, Any]]] = {}
+    erasures: list[tuple[int, dict[str, Any]]] = []
     for commit in table.history():  # newest first: were a version committed twice, the first commit wins
         manifest = commit.get(MANIFEST_METADATA)
         if isinstance(manifest, dict) and isinstance(manifest.get("version"), int):
             found[manifest["version"]] = (int(commit["version"]), manifest)
+        erasure = commit.get(ERASURE_METADATA)
+        if isinstance(erasure, dict):
+            erasures.append((int(commit["version"]), erasure))
+    for at, erasure in sorted(erasures, key=lambda e: e[0]):  # oldest first: each amends what the last left
+        for key, change in (erasure.get("versions") or {}).items():
+            version = int(key)
+            if version in found and found[version][0] < at:
+                found[version] = (at, amended(found[version][1], change, erasure, at=at))
     return dict(sorted(found.items()))
+
+
+def amended(manifest: dict[str, Any], change: Mapping[str, Any], erasure: Mapping[str, Any], *, at: int
+            ) -> dict[str, Any]:
+    """A version's manifest after an erasure rewrote its files (the commit at Delta version `at`): the files and
+    content hash the erasure recorded, the rows left, the Delta version to read it at, and the erasure listed."""
+    files = {**manifest.get("files", {}), **change.get("files", {})}
+    table = dict(manifest.get("table", {}))
+    table.setdefault("published_version", table.get("version"))
+    table["version"] = at
+    rows = files.get(DATA, {}).get("rows", manifest.get("rows"))
+    return {
+        **manifest,
+        "files": files,
+        "content_hash": f"sha256:{files[DATA]['sha256']}",
+        "rows": rows,
+        "table": table,
+        "erasures": [*manifest.get("erasures", []), {
+            "id": erasure.get("id"), "at": erasure.get("at"), "table_version": at,
+            "rows_removed": change.get("rows_removed", {}),
+        }],
+    }
 
 
 def list_versions(store: ObjectStore, root: str) -> list[int]:
@@ -229,7 +269,7 @@ def publish(
     _check_absent(store, spec, root, version)  # before writing files that would never be committed
     actions, listed = [], {}
     for name, frame in parts.items():
-        action, entry = _write_part(store, spec, version, name, frame, schemas[name])
+        action, entry = write_part(store, spec, version, name, frame, schemas[name])
         actions.append(action)
         listed[name] = entry
     body = {
@@ -269,7 +309,7 @@ def _check_absent(store: ObjectStore, spec: TableSpec, root: str, version: int) 
     return table
 
 
-def _write_part(
+def write_part(
     store: ObjectStore, spec: TableSpec, version: int, name: str, frame: pl.DataFrame, schema: pl.Schema
 ) -> tuple[AddAction, dict[str, Any]]:
     from deltalake.transaction import AddAction
@@ -304,10 +344,10 @@ def commit(
     store: ObjectStore,
     spec: TableSpec,
     table: DeltaTable | None,
-    actions: list[AddAction],
+    actions: Sequence[AddAction | RemoveAction],
     *,
     metadata: dict[str, Any],
-    transaction: tuple[str, int],
+    transaction: tuple[str, int] | None,
 ) -> None:
     """One commit on `table` as it was read (creating the table when None), or CommitLostError when any other
     commit got there first: no retries, so nothing lands on a table the caller did not see."""
@@ -315,13 +355,14 @@ def commit(
     from deltalake.exceptions import CommitFailedError, DeltaError
     from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-    properties = CommitProperties(custom_metadata=metadata, max_commit_retries=0,
-                                  app_transactions=[Transaction(app_id=transaction[0], version=transaction[1])])
+    txns = [] if transaction is None else [Transaction(app_id=transaction[0], version=transaction[1])]
+    properties = CommitProperties(custom_metadata=metadata, max_commit_retries=0, app_transactions=txns)
     uri = store.table_uri(spec.name)
     try:
         if table is None:
+            adds = [a for a in actions if isinstance(a, AddAction)]
             create_table_with_add_actions(
-                uri, _delta_schema(spec), actions, mode="error", partition_by=list(spec.partition_by),
+                uri, _delta_schema(spec), adds, mode="error", partition_by=list(spec.partition_by),
                 configuration=VERSION_TABLE_CONFIG, storage_options=store.storage_options(),
                 commit_properties=properties,
             )
