@@ -10,6 +10,12 @@ a batch it has sent, with the same idempotent sequence. So the producer remember
 still on its way waits for that same delivery, and a retry of one already acknowledged is answered `duplicate`
 without producing it again. (Several gateway replicas do not share this memory; readers of the lake deduplicate
 by event_id for what is sent twice anyway.)
+
+A failed delivery restarts the producer: aiokafka fails a batch it could not place while a partition had no
+leader (Kafka stopped), and its idempotent producer then fails every later batch of that partition with
+OutOfOrderSequenceNumber, for good. A new producer (a new producer id) starts from sequence 0. Until it is
+connected, requests get a 503; the failed events' clients retry them (they were not written, so a retry cannot
+duplicate them).
 """
 
 from __future__ import annotations
@@ -66,8 +72,10 @@ class Publisher:
         self._metrics = metrics
         self._producer: Any = None
         self._connecting: asyncio.Task[None] | None = None
-        self._pending: dict[str, asyncio.Future[Any]] = {}
+        self._generation = 0  # producers started so far; a pending delivery of an older one is not waited for
+        self._pending: dict[str, tuple[int, asyncio.Future[Any]]] = {}
         self._acked: OrderedDict[str, None] = OrderedDict()
+        self._restarts: set[asyncio.Task[None]] = set()
 
     @property
     def ready(self) -> bool:
@@ -100,14 +108,30 @@ class Publisher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
+            self._generation += 1
             self._producer = producer
             log.info("producing to %s at %s", self.topic, self._kafka.bootstrap_servers)
             return
+
+    async def _restart(self, error: BaseException) -> None:
+        """A delivery failed: replace the producer (see the module's docstring)."""
+        producer, self._producer = self._producer, None
+        if producer is None:
+            return  # restarting already
+        log.warning("Kafka failed a delivery to %s (%s: %s): restarting the producer", self.topic,
+                    type(error).__name__, error)
+        try:
+            await asyncio.wait_for(producer.stop(), max(self.ack_timeout_s, 1.0))
+        except Exception as e:
+            log.warning("the failed producer did not stop cleanly (%s: %s)", type(e).__name__, e)
+        self._connecting = asyncio.create_task(self._connect(), name="gateway-kafka-reconnect")
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Deliver what is still on its way (bounded), then close. Nothing left undelivered was acknowledged."""
         if self._connecting is not None and not self._connecting.done():
             self._connecting.cancel()
+        for task in list(self._restarts):
+            task.cancel()
         producer, self._producer = self._producer, None
         if producer is None:
             return
@@ -138,7 +162,8 @@ class Publisher:
             if record.event_id in self._acked:
                 results[i] = Delivered("duplicate")
                 continue
-            future = self._pending.get(record.event_id)
+            on_its_way = self._pending.get(record.event_id)
+            future = on_its_way[1] if on_its_way is not None and on_its_way[0] == self._generation else None
             if future is None:
                 try:
                     future = await asyncio.wait_for(
@@ -153,8 +178,8 @@ class Publisher:
                         results[j] = results[j] or Delivered("unavailable", reason)
                     break
                 assert future is not None
-                self._pending[record.event_id] = future
-                future.add_done_callback(functools.partial(self._settled, record.event_id))
+                self._pending[record.event_id] = (self._generation, future)
+                future.add_done_callback(functools.partial(self._settled, record.event_id, self._generation))
                 mine.append(future)
             waits.append((i, future))
         if mine:
@@ -173,8 +198,8 @@ class Publisher:
         if started is not None and self._metrics is not None:
             self._metrics.ack_seconds.observe(time.monotonic() - started)
 
-    def _settled(self, event_id: str, future: asyncio.Future[Any]) -> None:
-        if self._pending.get(event_id) is future:
+    def _settled(self, event_id: str, generation: int, future: asyncio.Future[Any]) -> None:
+        if self._pending.get(event_id) == (generation, future):
             del self._pending[event_id]
         if future.cancelled():
             return
@@ -184,9 +209,12 @@ class Publisher:
                 self._acked[event_id] = None
                 if len(self._acked) > self._remember:
                     self._acked.popitem(last=False)
-        else:
-            self.admission.failed()
-            log.warning("Kafka failed a delivery to %s: %s: %s", self.topic, type(error).__name__, error)
+            return
+        self.admission.failed()
+        if generation == self._generation and self._producer is not None:
+            task = asyncio.get_running_loop().create_task(self._restart(error), name="gateway-kafka-restart")
+            self._restarts.add(task)
+            task.add_done_callback(self._restarts.discard)
 
 
 def _result(future: asyncio.Future[Any], timeout_s: float) -> Delivered:
