@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -165,10 +166,11 @@ class EventsEndpoint:
                 admission.release(hold)
         outcomes = iter(delivered)
         results = [c if isinstance(c, Result) else _from(next(outcomes), c.event_id) for c in checked]
-        for r in results:
-            self.metrics.events.labels(outcome="duplicate" if r.duplicate else r.status, key=key.id).inc()
-            if r.status == "rejected" and r.code is not None:
-                self.metrics.rejected.labels(code=r.code).inc()
+        outcomes_seen = Counter("duplicate" if r.duplicate else r.status for r in results)
+        for outcome, n in outcomes_seen.items():
+            self.metrics.events.labels(outcome=outcome, key=key.id).inc(n)
+        for code, n in Counter(r.code for r in results if r.status == "rejected" and r.code).items():
+            self.metrics.rejected.labels(code=code).inc(n)
         return self._answer(results, batch=split.batch, cors=cors)
 
     def _rate_limit(self, key: BrowserKey, cost: int, cors: dict[str, str]) -> Response | None:

@@ -25,9 +25,11 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
+
+from aiokafka.partitioner import murmur2
 
 from flywheel_feedback.services.gateway.backpressure import Admission, Hold
 from flywheel_feedback.services.gateway.metrics import GatewayMetrics
@@ -156,42 +158,63 @@ class Publisher:
         started = time.monotonic()
         deadline = started + self.ack_timeout_s
         results: list[Delivered | None] = [None] * len(records)
-        waits: list[tuple[int, asyncio.Future[Any]]] = []
-        mine: list[asyncio.Future[Any]] = []
+        waits: dict[int, asyncio.Future[Any]] = {}
+        mine: dict[int, asyncio.Future[Any]] = {}  # by id(): a batch's future is shared by its events
+        generation = self._generation
+        todo: list[tuple[int, Record]] = []
         for i, record in enumerate(records):
             if record.event_id in self._acked:
                 results[i] = Delivered("duplicate")
                 continue
             on_its_way = self._pending.get(record.event_id)
-            future = on_its_way[1] if on_its_way is not None and on_its_way[0] == self._generation else None
-            if future is None:
-                try:
-                    future = await asyncio.wait_for(
-                        producer.send(self.topic, record.value, key=record.key, headers=headers),
-                        max(deadline - time.monotonic(), 0.001),
-                    )
-                except Exception as e:  # not taken by the producer: not sent, so a retry cannot duplicate it
-                    self.admission.failed()
-                    reason = f"Kafka did not take the event ({type(e).__name__}: {e})" if str(e) else (
-                        f"Kafka did not take the event ({type(e).__name__})")
-                    for j in range(i, len(records)):
-                        results[j] = results[j] or Delivered("unavailable", reason)
-                    break
-                assert future is not None
-                self._pending[record.event_id] = (self._generation, future)
-                future.add_done_callback(functools.partial(self._settled, record.event_id, self._generation))
-                mine.append(future)
-            waits.append((i, future))
+            if on_its_way is not None and on_its_way[0] == generation:
+                waits[i] = on_its_way[1]  # a retry of an event on its way: wait for that delivery
+            else:
+                todo.append((i, record))
+        try:
+            async with asyncio.timeout(self.ack_timeout_s):  # one timer for every send, not one per event
+                def taken(sent: list[tuple[int, Record]], future: asyncio.Future[Any]) -> None:
+                    mine[id(future)] = future
+                    for i, record in sent:
+                        self._pending[record.event_id] = (generation, future)
+                        future.add_done_callback(functools.partial(self._settled, record.event_id, generation))
+                        waits[i] = future
+
+                await self._send(producer, todo, headers, taken)
+        except Exception as e:  # what the producer did not take was not sent: a retry cannot duplicate it
+            self.admission.failed()
+            what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            for i, _ in todo:
+                if i not in waits:
+                    results[i] = Delivered("unavailable", f"Kafka did not take the event ({what})")
         if mine:
-            everything = asyncio.gather(*mine, return_exceptions=True)
+            everything = asyncio.gather(*mine.values(), return_exceptions=True)
             everything.add_done_callback(lambda _: self._release(hold, started))
         else:
             self._release(hold, None)
         if waits:
-            await asyncio.wait({f for _, f in waits}, timeout=max(deadline - time.monotonic(), 0.0))
-        for i, future in waits:
+            await asyncio.wait(set(waits.values()), timeout=max(deadline - time.monotonic(), 0.0))
+        for i, future in waits.items():
             results[i] = _result(future, self.ack_timeout_s)
         return [r or Delivered("unavailable", "not produced") for r in results]
+
+    async def _send(
+        self,
+        producer: Any,
+        todo: list[tuple[int, Record]],
+        headers: list[tuple[str, bytes]],
+        taken: Callable[[list[tuple[int, Record]], asyncio.Future[Any]], None],
+    ) -> None:
+        """Hand `todo` to the producer one record at a time, to the partition its key picks (murmur2, as Kafka's
+        clients do). One at a time, not as a record batch per request: aiokafka sends one request per broker
+        at a time with one batch per partition, so the records of all the requests in hand share the
+        partition's open batch and go in one round trip; a batch per request would queue behind each other."""
+        partitions = sorted(await producer.partitions_for(self.topic))
+        for item in todo:
+            _, record = item
+            partition = partitions[_key_hash(record.key) % len(partitions)]
+            taken([item], await producer.send(self.topic, record.value, key=record.key, partition=partition,
+                                              headers=headers))
 
     def _release(self, hold: Hold, started: float | None) -> None:
         self.admission.release(hold)
@@ -215,6 +238,13 @@ class Publisher:
             task = asyncio.get_running_loop().create_task(self._restart(error), name="gateway-kafka-restart")
             self._restarts.add(task)
             task.add_done_callback(self._restarts.discard)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _key_hash(key: bytes) -> int:
+    """Kafka's default partitioner hash (murmur2, positive): aiokafka's is pure Python, and an interaction's
+    events come in several requests with the same key."""
+    return int(murmur2(key)) & 0x7FFFFFFF
 
 
 def _result(future: asyncio.Future[Any], timeout_s: float) -> Delivered:

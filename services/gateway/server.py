@@ -40,7 +40,7 @@ class HttpServer:
             timeout_graceful_shutdown=int(graceful_s), timeout_keep_alive=30,
         )
         self._server = _Server(self._config)
-        self._socket: socket.socket = self._config.bind_socket()
+        self._socket = bind(host, port)
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
 
@@ -110,3 +110,22 @@ class HttpServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host:port (not listening yet: asyncio listens when uvicorn serves it).
+
+    Made with proto=IPPROTO_TCP on purpose: asyncio sets TCP_NODELAY only on connections of such a socket, and
+    uvicorn's own bind_socket leaves proto 0, so every answer after the first on a keep-alive connection would
+    wait ~40 ms for the client's delayed ACK (Nagle's algorithm: uvicorn writes headers and body separately)."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
