@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import subprocess
 import time
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from flywheel_feedback.services.gateway.keys import BrowserKey, KeyRing, ServerK
 from flywheel_feedback.services.gateway.ratelimit import RateLimiter
 from flywheel_feedback.services.gateway.tokens import check_token
 from flywheel_feedback.services.settings import GatewaySettings
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 
 from .gateway_helpers import SERVER_KEY, auth, dumps, feedback, gateway_settings, running_gateway
 
@@ -185,3 +186,14 @@ def test_without_kafka_the_gateway_answers_503_with_retry_after_and_accepts_noth
         assert httpx.post(f"{url}/v1/events", content=b"{}").status_code == 401
         assert httpx.get(f"{url}/metrics").headers["content-type"].startswith("text/plain")
         assert json.loads(httpx.get(f"{url}/healthz").text)["status"] == "failing"
+
+
+def test_the_node_helper_makes_the_same_token() -> None:
+    """clients/node/interaction-token.mjs (for servers in other languages) agrees with the Python client."""
+    helper = REPO / "clients" / "node" / "interaction-token.mjs"
+    script = (f"import {{ interactionToken }} from {json.dumps(helper.as_uri())};\n"
+              "console.log(interactionToken('the server\\'s secret', 'i-42/ü', 3600, 1800000000.7));")
+    done = subprocess.run(["node", "--input-type=module", "-e", script], capture_output=True, text=True, timeout=60,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == interaction_token(SECRET, "i-42/ü", ttl=3600, now=1_800_000_000.7)
