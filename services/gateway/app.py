@@ -76,7 +76,7 @@ class Gateway:
         self.metrics.in_flight_bytes.set_function(lambda: admission.bytes)
         self.metrics.in_flight_requests.set_function(lambda: admission.requests)
         if not len(self.keys):
-            log.warning("no gateway keys configured: /v1/events refuses every request (FLYWHEEL_GATEWAY_*_KEYS)")
+            log.info("no gateway keys configured: /v1/events refuses every request (FLYWHEEL_GATEWAY_*_KEYS)")
 
     def routes(self) -> list[BaseRoute]:
         return [Route(PATH, self.events.handle, methods=["POST", "OPTIONS"])]
@@ -146,6 +146,9 @@ def gateway_app(settings: GatewaySettings, *, registry: CollectorRegistry | None
     /metrics."""
     registry = registry or CollectorRegistry()
     gateway = Gateway(settings, registry)
+    if not len(gateway.keys):
+        log.warning("no keys: set FLYWHEEL_GATEWAY_SERVER_KEYS, _BROWSER_KEYS or _KEYS_FILE, else every request is "
+                    "refused")
 
     def health() -> tuple[bool, dict[str, Any]]:
         ok = gateway.publisher.ready

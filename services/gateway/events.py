@@ -135,6 +135,10 @@ class EventsEndpoint:
             return _error(exc.status, "body", exc.reason, cors)
 
     async def _events(self, request: Request, key: Key, cors: dict[str, str]) -> Response:
+        if isinstance(key, BrowserKey):  # an exhausted key's body is not even read
+            wait = self.limiter.empty(key.id, rate_per_s=key.rate_per_s, burst=key.burst)
+            if wait > 0:
+                return self._limited(key, wait, cors)
         declared = request.headers.get("content-length")
         reserve = int(declared) if declared and declared.isdigit() else self._max_body_bytes
         if reserve > self._max_body_bytes:
@@ -179,8 +183,9 @@ class EventsEndpoint:
             return _error(413, "over_burst", f"{cost} events in one request; browser key {key.id} allows "
                           f"{key.burst} at once", cors)
         wait = self.limiter.take(key.id, cost, rate_per_s=key.rate_per_s, burst=key.burst)
-        if wait <= 0:
-            return None
+        return None if wait <= 0 else self._limited(key, wait, cors)
+
+    def _limited(self, key: BrowserKey, wait: float, cors: dict[str, str]) -> Response:
         self.metrics.rate_limited.labels(key=key.id).inc()
         retry = max(1, math.ceil(wait))
         return _error(429, "rate_limited", f"browser key {key.id} is over its rate of {key.rate_per_s:g} "

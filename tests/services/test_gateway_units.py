@@ -119,6 +119,10 @@ def test_the_rate_limit_is_a_token_bucket_per_key() -> None:
     assert limiter.take("k", 1, rate_per_s=2, burst=10, now=0.5) == 0
     assert limiter.take("k", 4, rate_per_s=2, burst=10, now=100) == 0  # refills up to the burst only
     assert limiter.take("k", 7, rate_per_s=2, burst=10, now=100) == pytest.approx(0.5)
+    assert limiter.empty("k", rate_per_s=2, burst=10, now=100) == 0  # 6 left, nothing spent
+    assert limiter.take("k", 6, rate_per_s=2, burst=10, now=100) == 0
+    assert limiter.empty("k", rate_per_s=2, burst=10, now=100) == pytest.approx(0.5)
+    assert limiter.empty("never-seen", rate_per_s=2, burst=10, now=100) == 0
 
 
 # ---------------------------------------------------------------------------------------------- keys
@@ -197,3 +201,33 @@ def test_the_node_helper_makes_the_same_token() -> None:
                           check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == interaction_token(SECRET, "i-42/ü", ttl=3600, now=1_800_000_000.7)
+
+
+def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The seam for OTLP: `services.gateway.otlp_route.otlp_routes(settings)` is mounted beside /v1/events."""
+    import sys
+    import types
+
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    from flywheel_feedback.services.gateway.app import OTLP_MODULE
+
+    seen: list[object] = []
+
+    async def traces(request: Request) -> Response:
+        return JSONResponse({"gateway": request.app.state.gateway is not None})
+
+    def routes(settings: GatewaySettings) -> list[Route]:
+        seen.append(settings)
+        return [Route("/v1/traces", traces, methods=["POST"])]
+
+    fake = types.ModuleType(OTLP_MODULE)
+    fake.otlp_routes = routes  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, OTLP_MODULE, fake)
+    settings = gateway_settings(f"127.0.0.1:{free_port()}", "nowhere")
+    with running_gateway(settings, wait_for_kafka=False) as url:
+        answer = httpx.post(f"{url}/v1/traces", content=b"")
+        assert answer.status_code == 200 and answer.json() == {"gateway": True}
+    assert seen == [settings]
