@@ -110,20 +110,22 @@ class EventsEndpoint:
     # --- POST ------------------------------------------------------------------------------------
 
     async def _post(self, request: Request) -> Response:
-        key = self.keys.find(_presented_key(request) or "")
+        origin = request.headers.get("origin")
+        presented = _presented_key(request)
+        key = self.keys.find(presented or "")
         if key is None:
-            code = "no_key" if _presented_key(request) is None else "unknown_key"
+            code = "no_key" if presented is None else "unknown_key"
             self.metrics.rejected.labels(code=code).inc()
             message = "no key: send Authorization: Bearer <key>" if code == "no_key" else "unknown key"
-            return _error(401, code, message, {"WWW-Authenticate": "Bearer"})
+            # a page of an allowed origin may read why (a mistyped or rotated key)
+            known = _cors(origin) if origin is not None and origin.lower() in self.keys.origins else {}
+            return _error(401, code, message, {**known, "WWW-Authenticate": "Bearer"})
         cors: dict[str, str] = {}
-        origin = request.headers.get("origin")
         if isinstance(key, BrowserKey):
             if origin is None or origin.lower() not in key.origins:
                 self.metrics.rejected.labels(code="origin").inc()
                 return _error(403, "origin", f"origin {origin!r} is not allowed for browser key {key.id}")
-            cors = {"Access-Control-Allow-Origin": origin.lower(), "Vary": "Origin",
-                    "Access-Control-Expose-Headers": "Retry-After"}
+            cors = _cors(origin)
         elif origin is not None:
             self.metrics.rejected.labels(code="server_key_in_browser").inc()
             return _error(403, "server_key_in_browser",
@@ -253,6 +255,11 @@ def _from(delivered: Delivered, event_id: str) -> Result:
     if delivered.outcome == "unavailable":
         return Result("unavailable", event_id, "unavailable", delivered.reason)
     return Result("accepted", event_id, duplicate=delivered.outcome == "duplicate")
+
+
+def _cors(origin: str) -> dict[str, str]:
+    return {"Access-Control-Allow-Origin": origin.lower(), "Vary": "Origin",
+            "Access-Control-Expose-Headers": "Retry-After"}
 
 
 def _presented_key(request: Request) -> str | None:

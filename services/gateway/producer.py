@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -159,7 +159,7 @@ class Publisher:
         deadline = started + self.ack_timeout_s
         results: list[Delivered | None] = [None] * len(records)
         waits: dict[int, asyncio.Future[Any]] = {}
-        mine: dict[int, asyncio.Future[Any]] = {}  # by id(): a batch's future is shared by its events
+        mine: list[asyncio.Future[Any]] = []
         generation = self._generation
         todo: list[tuple[int, Record]] = []
         for i, record in enumerate(records):
@@ -173,14 +173,18 @@ class Publisher:
                 todo.append((i, record))
         try:
             async with asyncio.timeout(self.ack_timeout_s):  # one timer for every send, not one per event
-                def taken(sent: list[tuple[int, Record]], future: asyncio.Future[Any]) -> None:
-                    mine[id(future)] = future
-                    for i, record in sent:
-                        self._pending[record.event_id] = (generation, future)
-                        future.add_done_callback(functools.partial(self._settled, record.event_id, generation))
-                        waits[i] = future
-
-                await self._send(producer, todo, headers, taken)
+                partitions = sorted(await producer.partitions_for(self.topic))
+                # One record at a time, not a record batch per request: aiokafka sends one request per broker at
+                # a time, with one batch per partition, so the records of all the requests in hand share the
+                # partition's open batch and go in one round trip (batches of requests would queue one by one).
+                for i, record in todo:
+                    partition = partitions[_key_hash(record.key) % len(partitions)]  # as Kafka's clients pick it
+                    future = await producer.send(self.topic, record.value, key=record.key, partition=partition,
+                                                 headers=headers)
+                    self._pending[record.event_id] = (generation, future)
+                    future.add_done_callback(functools.partial(self._settled, record.event_id, generation))
+                    waits[i] = future
+                    mine.append(future)
         except Exception as e:  # what the producer did not take was not sent: a retry cannot duplicate it
             self.admission.failed()
             what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
@@ -188,7 +192,7 @@ class Publisher:
                 if i not in waits:
                     results[i] = Delivered("unavailable", f"Kafka did not take the event ({what})")
         if mine:
-            everything = asyncio.gather(*mine.values(), return_exceptions=True)
+            everything = asyncio.gather(*mine, return_exceptions=True)
             everything.add_done_callback(lambda _: self._release(hold, started))
         else:
             self._release(hold, None)
@@ -197,24 +201,6 @@ class Publisher:
         for i, future in waits.items():
             results[i] = _result(future, self.ack_timeout_s)
         return [r or Delivered("unavailable", "not produced") for r in results]
-
-    async def _send(
-        self,
-        producer: Any,
-        todo: list[tuple[int, Record]],
-        headers: list[tuple[str, bytes]],
-        taken: Callable[[list[tuple[int, Record]], asyncio.Future[Any]], None],
-    ) -> None:
-        """Hand `todo` to the producer one record at a time, to the partition its key picks (murmur2, as Kafka's
-        clients do). One at a time, not as a record batch per request: aiokafka sends one request per broker
-        at a time with one batch per partition, so the records of all the requests in hand share the
-        partition's open batch and go in one round trip; a batch per request would queue behind each other."""
-        partitions = sorted(await producer.partitions_for(self.topic))
-        for item in todo:
-            _, record = item
-            partition = partitions[_key_hash(record.key) % len(partitions)]
-            taken([item], await producer.send(self.topic, record.value, key=record.key, partition=partition,
-                                              headers=headers))
 
     def _release(self, hold: Hold, started: float | None) -> None:
         self.admission.release(hold)
