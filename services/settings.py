@@ -298,7 +298,9 @@ class GatewaySettings(BaseSettings):
         2.0, gt=0, description="while an acknowledgement is this late, new requests get a 503 (Kafka slow or down)"
     )
     retry_after_s: int = Field(2, ge=1, description="the Retry-After of a 503")
-    linger_ms: int = Field(5, ge=0, description="the producer's wait to fill a batch")
+    linger_ms: int = Field(
+        0, ge=0, description="the producer's wait to fill a batch (batches fill anyway while a request is in flight)"
+    )
     remember_events: int = Field(
         200_000, ge=0, description="acknowledged event ids kept, so a client's retry is not produced twice"
     )

@@ -61,7 +61,7 @@ class Publisher:
         topic: str,
         admission: Admission,
         ack_timeout_s: float,
-        linger_ms: int = 5,
+        linger_ms: int = 0,
         remember: int = 200_000,
         metrics: GatewayMetrics | None = None,
     ) -> None:
