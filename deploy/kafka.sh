@@ -3,9 +3,10 @@
 #
 #   deploy/kafka.sh fetch    download the broker jars once into $FLYWHEEL_CACHE/kafka-<ver>/lib
 #   deploy/kafka.sh start    format a fresh log dir and start the node on free 127.0.0.1 ports
-#   deploy/kafka.sh restart  stop, then start again with the same data and ports
 #   deploy/kafka.sh health   a kafka-python admin round trip; exit 0 when the broker serves metadata
 #   deploy/kafka.sh stop     stop the node by the PID in its pidfile
+#   deploy/kafka.sh resume   start a stopped node again on its ports, with its data (tests that stop Kafka)
+#   deploy/kafka.sh restart  stop, then resume
 #   deploy/kafka.sh env      print FLYWHEEL_TEST_KAFKA_BOOTSTRAP=127.0.0.1:PORT (deploy/stack.sh gathers it)
 #
 # Run state lives in $FLYWHEEL_RUN_DIR/kafka: server.properties, kafka.log, kafka.pid, data/, env.
@@ -114,8 +115,16 @@ group.initial.rebalance.delay.ms=0
 EOF
 }
 
+# The JVM's options, into the JAVA_OPTS array (start and resume run the node the same way).
+set_java_opts() {
+  local heap
+  read -ra heap <<<"$KAFKA_HEAP"
+  JAVA_OPTS=(-server "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError
+    -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.showDateTime=true
+    -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS -cp "$LIB_DIR/*")
+}
+
 start() {
-  local keep="${1:-}"
   require_java17
   require_python
   if running_pid >/dev/null; then
@@ -124,43 +133,23 @@ start() {
     return 0
   fi
   [[ -f "$HOME_DIR/.complete" ]] || fetch
-  local port cport cluster_id
-  if [[ "$keep" == keep && -f "$PROPS" && -f "$KDIR/ports" ]]; then
-    # a restart: the same data, the same ports (clients and .run/stack.env keep working)
-    read -r port cport <"$KDIR/ports"
-    start_node "$port"
-    return
-  fi
   # Every start is a fresh single-node cluster: test data never outlives a stop.
   rm -rf "$KDIR"
   mkdir -p "$KDIR/data"
+  local port cport cluster_id
   read -r port cport < <(free_ports 2)
-  printf '%s %s\n' "$port" "$cport" >"$KDIR/ports"
   write_properties "$port" "$cport"
   # A cluster id is 16 random bytes in URL-safe base64; making it here saves a JVM start.
   cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
-  local heap java_opts
-  read -ra heap <<<"$KAFKA_HEAP"
-  java_opts=(-server "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError
-    -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.showDateTime=true
-    -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS -cp "$LIB_DIR/*")
-  if ! "$JAVA" "${java_opts[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >>"$LOGFILE" 2>&1; then
+  set_java_opts
+  if ! "$JAVA" "${JAVA_OPTS[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >>"$LOGFILE" 2>&1; then
     log "storage format failed"
     log_tail "$LOGFILE"
     return 1
   fi
   printf '127.0.0.1:%s\n' "$port" >"$KDIR/bootstrap"
   printf 'FLYWHEEL_TEST_KAFKA_BOOTSTRAP=127.0.0.1:%s\n' "$port" >"$KDIR/env"
-  start_node "$port"
-}
-
-start_node() {
-  local port="$1" heap java_opts
-  read -ra heap <<<"$KAFKA_HEAP"
-  java_opts=(-server "${heap[@]}" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError
-    -Djava.awt.headless=true -Dorg.slf4j.simpleLogger.showDateTime=true
-    -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS -cp "$LIB_DIR/*")
-  start_bg "$PIDFILE" "$LOGFILE" "$JAVA" "${java_opts[@]}" kafka.Kafka "$PROPS"
+  start_bg "$PIDFILE" "$LOGFILE" "$JAVA" "${JAVA_OPTS[@]}" kafka.Kafka "$PROPS"
   log "started pid $(<"$PIDFILE"), waiting for 127.0.0.1:$port"
   # A node that never got ready is stopped here, so a failed start leaves nothing running.
   if ! wait_tcp kafka "$port" "$START_TIMEOUT" "$PIDFILE" "$PROPS" "$LOGFILE" ||
@@ -175,18 +164,43 @@ stop() {
   stop_pidfile kafka "$PIDFILE" "$PROPS" 30
 }
 
+# Start the node `start` made again, after a `stop`: same ports, same data, so what was acknowledged before
+# the stop is still there (a test stops Kafka mid-load and checks that nothing acknowledged was lost).
+resume() {
+  require_java17
+  require_python
+  [[ -f "$PROPS" && -d "$KDIR/data" ]] || die "nothing to resume in $KDIR: run deploy/kafka.sh start first"
+  if running_pid >/dev/null; then
+    log "already running (pid $(running_pid)) at $(bootstrap)"
+    return 0
+  fi
+  local port
+  port="$(bootstrap)"
+  port="${port##*:}"
+  set_java_opts
+  start_bg "$PIDFILE" "$LOGFILE" "$JAVA" "${JAVA_OPTS[@]}" kafka.Kafka "$PROPS"
+  log "resumed pid $(<"$PIDFILE"), waiting for 127.0.0.1:$port"
+  if ! wait_tcp kafka "$port" "$START_TIMEOUT" "$PIDFILE" "$PROPS" "$LOGFILE" ||
+    ! wait_until kafka "$START_TIMEOUT" "$PIDFILE" "$PROPS" "$LOGFILE" probe; then
+    stop
+    return 1
+  fi
+  log "ready again at 127.0.0.1:$port"
+}
+
 case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
-  restart) stop && start keep ;;
   stop) stop ;;
+  resume) resume ;;
+  restart) stop && resume ;;
   health) health ;;
   env)
     running_pid >/dev/null || die "not running: run deploy/kafka.sh start first"
     cat "$KDIR/env"
     ;;
   *)
-    echo "usage: $0 {fetch|start|restart|stop|health|env}" >&2
+    echo "usage: $0 {fetch|start|stop|resume|restart|health|env}" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,4 @@
-"""Settings for flywheel's processes, read from the environment (or a .env file) in main().
+"""Settings for flywheel's processes, read from the environment (or a `.env` file) in main().
 
 Nothing here reads the environment at import time. Secrets are SecretStr and never logged.
 S3 credentials are not settings: boto3's standard chain finds them (env, files, roles).
@@ -12,18 +12,30 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flywheel_feedback.services.gateway.keys import BrowserKey, Key, KeyRing, ServerKey, load_keys_file
 from flywheel_feedback.services.lake.store import ObjectStore, open_store
 
 if TYPE_CHECKING:
     from flywheel_feedback.services.labeler.pipeline import LabelerOptions
     from flywheel_feedback.services.lake.retention import RetentionPolicy
 
+ENV_FILE = ".env"
+
+
+def settings_config(prefix: str) -> SettingsConfigDict:
+    """What every settings class shares: its variables come from the environment, else from `.env` in the
+    working directory (the environment wins). Nested classes read the file too, so one `.env` configures a
+    whole process. Frozen; variables of other classes and programs are ignored."""
+    return SettingsConfigDict(
+        env_prefix=prefix, env_file=ENV_FILE, env_file_encoding="utf-8", frozen=True, extra="ignore"
+    )
+
 
 class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_KAFKA_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_KAFKA_")
 
     bootstrap_servers: str = "127.0.0.1:9092"
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -50,6 +62,24 @@ class KafkaSettings(BaseSettings):
                 conf[key] = str(path)
         return conf
 
+    def aiokafka_options(self) -> dict[str, Any]:
+        """aiokafka options (used by the HTTP gateway's producer)."""
+        opts: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
+        opts["security_protocol"] = self.security_protocol
+        if self.sasl_mechanism:
+            opts["sasl_mechanism"] = self.sasl_mechanism
+            opts["sasl_plain_username"] = self.sasl_username
+            opts["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        if self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile or "SSL" in self.security_protocol:
+            from aiokafka.helpers import create_ssl_context
+
+            opts["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
+        return opts
+
     def kafka_python_options(self) -> dict[str, Any]:
         """kafka-python options (used by the emitter and the announcement producer)."""
         opts: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers.split(",")}
@@ -68,7 +98,7 @@ class KafkaSettings(BaseSettings):
 
 
 class LakeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_LAKE_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_LAKE_")
 
     url: str = "./lake"
     # For S3-compatible servers; credentials come from boto3's chain (AWS_ACCESS_KEY_ID, ...).
@@ -135,7 +165,7 @@ class MaintenanceSettings(BaseSettings):
     """Lake maintenance: compaction, vacuum and checkpoints of every Delta table (`flywheel lake optimize`, and
     `flywheel serve` every `interval_s`)."""
 
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_MAINTENANCE_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_MAINTENANCE_")
 
     interval_s: float = Field(3600.0, gt=0, description="how often `serve` maintains the lake")
     retention: Duration = Field(
@@ -175,7 +205,7 @@ class PrivacySettings(BaseSettings):
 
 
 class CaptureSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_CAPTURE_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_CAPTURE_")
 
     topic: str = "flywheel.events"
     dlq_topic: str = "flywheel.events.dlq"
@@ -208,14 +238,16 @@ class OtlpSettings(BaseSettings):
 
 
 class WebhookSettings(BaseSettings):
-    """The receiver of Argilla's signed webhooks (`flywheel annotate serve`)."""
+    """The receiver of Argilla's signed webhooks: a route of the HTTP app (`flywheel annotate serve` serves it on
+    host:port; `flywheel serve` on its own port, at the same path)."""
 
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_WEBHOOK_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_WEBHOOK_")
 
     # Standard Webhooks secret (base64, optionally `whsec_`-prefixed). Unset: `serve` registers the webhook
     # with Argilla for public_url and uses the secret Argilla generated for it.
     secret: SecretStr | None = None
-    tolerance_s: int = Field(300, ge=1, description="how far webhook-timestamp may be from now, either way")
+    # standardwebhooks refuses anything over 5 minutes away; this can only narrow that window
+    tolerance_s: int = Field(300, ge=1, le=300, description="how far webhook-timestamp may be from now, either way")
     public_url: str | None = Field(None, description="the URL Argilla's worker posts to (this receiver's address)")
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=0, le=65535)
@@ -226,7 +258,7 @@ class WebhookSettings(BaseSettings):
 class AnnotationSettings(BaseSettings):
     """Annotation sync with Argilla: push the outbox, take answers back (webhooks and reconcile)."""
 
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_ARGILLA_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_ARGILLA_")
 
     url: str = "http://127.0.0.1:6900"
     api_key: SecretStr | None = None
@@ -243,7 +275,7 @@ class AnnotationSettings(BaseSettings):
 
 
 class LabelerSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_LABELER_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_LABELER_")
 
     interval_s: float = Field(30.0, gt=0, description="how often the running labeler looks for new data")
     abandon_window_s: float = Field(600.0, gt=0, description="no activity for this long after an output = abandoned")
@@ -295,7 +327,7 @@ class LabelerSettings(BaseSettings):
 class SliceSettings(BaseSettings):
     """Eval slices and training exports (`flywheel slices`, `flywheel export`, `load_slice` in services/slices)."""
 
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_SLICES_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_SLICES_")
 
     definitions_dir: Path = Field(Path("slices"), description="a folder of slice definitions, one TOML file each")
     announce: bool = Field(True, description="announce each published version on Kafka")
@@ -303,3 +335,48 @@ class SliceSettings(BaseSettings):
     announce_timeout_s: float = Field(30.0, gt=0, description="longest wait for Kafka to acknowledge an announcement")
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
+
+
+class GatewaySettings(BaseSettings):
+    """The HTTP gateway (`flywheel gateway`, and a route of `flywheel serve`): events over HTTP onto Kafka.
+
+    Keys (keys.py) come from SERVER_KEYS / BROWSER_KEYS (JSON lists) and from KEYS_FILE (TOML); the events
+    topic and the event size limit are capture's, so the gateway accepts exactly what capture will keep."""
+
+    model_config = settings_config("FLYWHEEL_GATEWAY_")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    topic: str = Field("flywheel.events", validation_alias=AliasChoices("topic", "FLYWHEEL_CAPTURE_TOPIC"))
+    max_event_bytes: int = Field(
+        256 * 1024, ge=64, validation_alias=AliasChoices("max_event_bytes", "FLYWHEEL_CAPTURE_MAX_EVENT_BYTES")
+    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body (413 above)")
+    max_batch_events: int = Field(1000, ge=1, description="most events in one request (413 above)")
+    max_in_flight_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="request bytes held until Kafka acknowledges them (503 above)"
+    )
+    max_in_flight_requests: int = Field(1000, ge=1, description="requests in hand at once (503 above)")
+    ack_timeout_s: float = Field(5.0, gt=0, description="longest wait for Kafka's acknowledgement before a 503")
+    stall_s: float = Field(
+        2.0, gt=0, description="while an acknowledgement is this late, new requests get a 503 (Kafka slow or down)"
+    )
+    retry_after_s: int = Field(2, ge=1, description="the Retry-After of a 503")
+    linger_ms: int = Field(
+        0, ge=0, description="the producer's wait to fill a batch (batches fill anyway while a request is in flight)"
+    )
+    remember_events: int = Field(
+        200_000, ge=0, description="acknowledged event ids kept, so a client's retry is not produced twice"
+    )
+    server_keys: list[ServerKey] = Field(default_factory=list)
+    browser_keys: list[BrowserKey] = Field(default_factory=list)
+    keys_file: Path | None = Field(None, description="a TOML file of [[server]] and [[browser]] keys")
+    token_secret: SecretStr | None = Field(None, description="verifies browser feedback's interaction tokens")
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+    def keyring(self) -> KeyRing:
+        """Every key from the settings and the keys file (read now)."""
+        keys: list[Key] = [*self.server_keys, *self.browser_keys]
+        if self.keys_file is not None:
+            keys.extend(load_keys_file(self.keys_file))
+        return KeyRing(keys, token_secret=self.token_secret)

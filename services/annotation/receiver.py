@@ -3,8 +3,9 @@
 A delivery is verified (signature, timestamp window, replay) before its body is even parsed, and answered 2xx
 only after its answer is committed to the gold table: if the write fails, Argilla's worker retries the delivery,
 and a retry of an answer already landed commits nothing. Events that are not a submitted answer on one of our
-datasets (webhooks are global to the server) are acknowledged and dropped. Standard library HTTP server, one
-thread per delivery: deliveries are few (one per human answer) and each costs one small Delta MERGE.
+datasets (webhooks are global to the server) are acknowledged and dropped. The HTTP side is a route of the
+process's ASGI app (services/gateway/app.py); each delivery is handled on a worker thread: deliveries are few (one
+per human answer) and each costs one small Delta MERGE.
 """
 
 from __future__ import annotations
@@ -15,16 +16,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from flywheel_feedback.services.annotation.gold import GoldResponse, from_webhook_event, land
 from flywheel_feedback.services.annotation.webhooks import (
     ReplayGuard,
     WebhookRejectedError,
-    decode_secret,
-    verify_signature,
+    verifier,
+    verify_delivery,
 )
+from flywheel_feedback.services.gateway.body import BodyError, read_body
+from flywheel_feedback.services.gateway.server import HttpServer
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.logs import redact
 
@@ -59,7 +67,7 @@ class WebhookHandler:
         on_landed: Landed | None = None,
     ) -> None:
         self._store = store
-        self._key = decode_secret(secret)
+        self._webhook = verifier(secret)
         self._prefix = prefix
         self._tolerance = tolerance_s
         self._guard = ReplayGuard(ttl_s=2 * tolerance_s)
@@ -67,7 +75,7 @@ class WebhookHandler:
 
     def handle(self, headers: dict[str, str], body: bytes) -> Outcome:
         try:
-            msg_id = verify_signature(self._key, headers, body, tolerance_s=self._tolerance)
+            msg_id = verify_delivery(self._webhook, headers, body, tolerance_s=self._tolerance)
             self._guard.claim(msg_id)
         except WebhookRejectedError as exc:
             log.warning("webhook refused (%d): %s", exc.status, exc.reason)
@@ -105,76 +113,63 @@ class WebhookHandler:
         return Outcome(200, "landed" if version is not None else "already landed")
 
 
+class WebhookEndpoint:
+    """The webhook route. Its handler may come later (`flywheel serve` learns the secret when it has registered
+    the webhook with Argilla): until then deliveries get a 503, and Argilla's worker retries them."""
+
+    def __init__(self, handler: WebhookHandler | None = None, *, max_body_bytes: int) -> None:
+        self.handler = handler
+        self._max_body = max_body_bytes
+
+    def route(self, path: str) -> Route:
+        return Route(path, self.receive, methods=["POST"])
+
+    async def receive(self, request: Request) -> Response:
+        handler = self.handler
+        if handler is None:
+            return _answer(Outcome(503, "not ready: the webhook secret is not known yet"), {"Retry-After": "5"})
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self._max_body:
+            return _answer(Outcome(413, f"body over {self._max_body} bytes"))
+        try:
+            body = await read_body(request, max_bytes=self._max_body)
+        except BodyError as exc:
+            return _answer(Outcome(exc.status, f"body over {self._max_body} bytes"))
+        return _answer(await run_in_threadpool(handler.handle, dict(request.headers), body))
+
+
+def _answer(outcome: Outcome, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse({"status": outcome.status, "message": outcome.message}, status_code=outcome.status,
+                        headers=headers)
+
+
 class WebhookServer:
-    """A threaded HTTP server around a WebhookHandler; `start` returns at once, `stop` joins."""
+    """The app with the webhook route (and /healthz, /metrics) on its own port: `start` returns at once,
+    `stop` answers the deliveries in hand and joins."""
 
     def __init__(self, handler: WebhookHandler, *, host: str, port: int, path: str, max_body_bytes: int) -> None:
-        self._server = ThreadingHTTPServer((host, port), _request_handler(handler, path, max_body_bytes))
-        # stop() waits for the deliveries in hand (each bounded by the handler's socket timeout).
-        self._server.daemon_threads = False
-        self._server.block_on_close = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="webhook-server", daemon=True)
+        from flywheel_feedback.services.gateway.app import build_app, registry_metrics
+
+        self.endpoint = WebhookEndpoint(handler, max_body_bytes=max_body_bytes)
+        app = build_app(health=lambda: (True, {"status": "ok"}), metrics=registry_metrics(CollectorRegistry()),
+                        extra_routes=[self.endpoint.route(path)])
+        self._http = HttpServer(app, host=host, port=port, name="webhooks")
         self.path = path
 
     @property
     def address(self) -> tuple[str, int]:
-        host, port = self._server.server_address[:2]
-        return str(host), int(port)
+        return self._http.address
 
     @property
     def url(self) -> str:
-        host, port = self.address
-        return f"http://{host}:{port}{self.path}"
+        return f"{self._http.url}{self.path}"
 
     def start(self) -> WebhookServer:
-        self._thread.start()
+        self._http.start()
         return self
 
     def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-
-def _request_handler(handler: WebhookHandler, path: str, max_body: int) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "flywheel-webhooks"
-        timeout = 30  # seconds a client may take to send its delivery
-
-        def do_GET(self) -> None:
-            # liveness for compose and Kubernetes probes: the receiver thread answers
-            if self.path.split("?", 1)[0].rstrip("/") == "/healthz":
-                self._answer(Outcome(200, "ok"))
-            else:
-                self._answer(Outcome(404, "unknown path"))
-
-        def do_POST(self) -> None:
-            if self.path.split("?", 1)[0] != path:
-                self._answer(Outcome(404, "unknown path"))
-                return
-            try:
-                length = int(self.headers.get("Content-Length", ""))
-            except ValueError:
-                self._answer(Outcome(411, "Content-Length required"))
-                return
-            if length < 0 or length > max_body:
-                self._answer(Outcome(413, f"body over {max_body} bytes"))
-                return
-            body = self.rfile.read(length)
-            self._answer(handler.handle({k: v for k, v in self.headers.items()}, body))
-
-        def _answer(self, outcome: Outcome) -> None:
-            payload = json.dumps({"status": outcome.status, "message": outcome.message}).encode()
-            self.send_response(outcome.status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            log.debug("%s %s", self.address_string(), format % args)
-
-    return Handler
+        self._http.stop()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -197,21 +192,12 @@ def register_webhook(client: rg.Argilla, url: str, *, description: str = "flywhe
     return webhook.create()
 
 
-def serve(
-    store: ObjectStore,
-    settings: AnnotationSettings,
-    *,
-    client: rg.Argilla | None = None,
-    stop: threading.Event | None = None,
-    on_ready: Callable[[WebhookServer], None] | None = None,
-) -> None:
-    """Receive webhooks and reconcile every `reconcile_every_s` until `stop` is set (or Ctrl-C)."""
-    from flywheel_feedback.services.annotation.client import connect
-    from flywheel_feedback.services.annotation.reconcile import reconcile
-
+def connect_handler(
+    store: ObjectStore, settings: AnnotationSettings, *, client: rg.Argilla, on_landed: Landed | None = None
+) -> WebhookHandler:
+    """The handler for this process's deliveries: with FLYWHEEL_WEBHOOK_PUBLIC_URL, the webhook is registered
+    with Argilla (created if missing) and verified with the secret Argilla holds for it."""
     hook = settings.webhook
-    stop = stop or threading.Event()
-    client = client or connect(settings)
     secret = hook.secret.get_secret_value() if hook.secret else None
     if hook.public_url:
         registered = register_webhook(client, hook.public_url)
@@ -225,23 +211,49 @@ def serve(
         redact(secret)  # the SDK and httpx print webhook objects with their secret
     if not secret:
         raise ValueError("set FLYWHEEL_WEBHOOK_SECRET, or FLYWHEEL_WEBHOOK_PUBLIC_URL to register the webhook")
-    handler = WebhookHandler(store, secret=secret, prefix=settings.dataset_prefix, tolerance_s=hook.tolerance_s)
+    return WebhookHandler(store, secret=secret, prefix=settings.dataset_prefix, tolerance_s=hook.tolerance_s,
+                          on_landed=on_landed)
+
+
+def reconcile_until(store: ObjectStore, settings: AnnotationSettings, *, client: rg.Argilla,
+                    stop: threading.Event) -> None:
+    """Reconcile every `reconcile_every_s` until `stop` is set (a failed reconcile is retried next period)."""
+    from flywheel_feedback.services.annotation.reconcile import reconcile
+
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            result = reconcile(store, settings, client=client)
+            if result.error is None and result.landed:
+                log.info("reconcile landed %d responses a webhook had not", result.landed)
+        except Exception:
+            # The receiver keeps receiving: a failed reconcile is retried at the next period.
+            log.exception("reconcile failed; next attempt in %.0fs", settings.reconcile_every_s)
+        stop.wait(max(0.0, settings.reconcile_every_s - (time.monotonic() - started)))
+
+
+def serve(
+    store: ObjectStore,
+    settings: AnnotationSettings,
+    *,
+    client: rg.Argilla | None = None,
+    stop: threading.Event | None = None,
+    on_ready: Callable[[WebhookServer], None] | None = None,
+) -> None:
+    """Receive webhooks on host:port and reconcile every `reconcile_every_s` until `stop` is set (or Ctrl-C)."""
+    from flywheel_feedback.services.annotation.client import connect
+
+    hook = settings.webhook
+    stop = stop or threading.Event()
+    client = client or connect(settings)
+    handler = connect_handler(store, settings, client=client)
     server = WebhookServer(handler, host=hook.host, port=hook.port, path=hook.path,
                            max_body_bytes=hook.max_body_bytes).start()
     log.info("receiving webhooks at %s", server.url)
     if on_ready is not None:
         on_ready(server)
     try:
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                result = reconcile(store, settings, client=client)
-                if result.error is None and result.landed:
-                    log.info("reconcile landed %d responses a webhook had not", result.landed)
-            except Exception:
-                # The receiver keeps receiving: a failed reconcile is retried at the next period.
-                log.exception("reconcile failed; next attempt in %.0fs", settings.reconcile_every_s)
-            stop.wait(max(0.0, settings.reconcile_every_s - (time.monotonic() - started)))
+        reconcile_until(store, settings, client=client, stop=stop)
     except KeyboardInterrupt:
         pass
     finally:

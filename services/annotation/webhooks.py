@@ -1,4 +1,5 @@
-"""Standard Webhooks verification (https://www.standardwebhooks.com), as Argilla signs its deliveries.
+"""Standard Webhooks verification (https://www.standardwebhooks.com), as Argilla signs its deliveries, through
+the `standardwebhooks` package (the reference implementation; Argilla signs with it too).
 
 A delivery carries `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook-signature`: space-separated
 `v1,<base64 HMAC-SHA256>` entries over `"{id}.{timestamp}.{body}"`, keyed with the base64-decoded secret
@@ -6,9 +7,10 @@ A delivery carries `webhook-id`, `webhook-timestamp` (Unix seconds) and `webhook
 
 A delivery is refused when a header is missing, no v1 signature matches (forged or tampered), its timestamp is
 outside the tolerance window either way (stale or from the future: a captured delivery cannot be replayed
-later), or its id was already processed inside that window (replayed). Ids are remembered in memory for twice
-the tolerance window: anything older is refused as stale anyway. A restart forgets them; a replay right after
-a restart would land the same answer again, which adds nothing (the gold table keeps one row per response
+later; the package allows five minutes, `tolerance_s` may narrow that), or its id was already processed inside
+that window (replayed: the package does not remember ids, ReplayGuard below does). Ids are remembered in memory
+for twice the tolerance window: anything older is refused as stale anyway. A restart forgets them; a replay right
+after a restart would land the same answer again, which adds nothing (the gold table keeps one row per response
 version).
 """
 
@@ -16,16 +18,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Final
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 SECRET_PREFIX: Final = "whsec_"
 MAX_REMEMBERED: Final = 200_000
+PACKAGE_TOLERANCE_S: Final = 300  # standardwebhooks' own window, either way
 
 
 class WebhookRejectedError(Exception):
@@ -38,6 +42,7 @@ class WebhookRejectedError(Exception):
 
 
 def decode_secret(secret: str) -> bytes:
+    """The signing key of a secret (base64, optionally `whsec_`-prefixed); a clear error for anything else."""
     text = secret.strip().removeprefix(SECRET_PREFIX)
     try:
         key = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
@@ -48,34 +53,41 @@ def decode_secret(secret: str) -> bytes:
     return key
 
 
-def sign(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
-    """The `webhook-signature` value for a delivery (used by tests and the benchmark to forge or sign)."""
-    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(mac).decode()
+def verifier(secret: str) -> Webhook:
+    return Webhook(decode_secret(secret))
 
 
-def verify_signature(
-    key: bytes, headers: Mapping[str, str], body: bytes, *, tolerance_s: float, now: float | None = None
-) -> str:
+def signed_headers(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
+    """The headers a sender puts on a delivery (tests and the benchmark sign their own, or forge them)."""
+    webhook = Webhook(secret if isinstance(secret, bytes) else decode_secret(secret))
+    signature = webhook.sign(msg_id, datetime.fromtimestamp(timestamp, tz=UTC), body.decode())
+    return {"webhook-id": msg_id, "webhook-timestamp": str(timestamp), "webhook-signature": signature}
+
+
+def verify_delivery(webhook: Webhook, headers: Mapping[str, str], body: bytes, *, tolerance_s: float) -> str:
     """Check headers, timestamp window and signature; returns the delivery's webhook-id."""
     lowered = {k.lower(): v for k, v in headers.items()}
     msg_id = lowered.get("webhook-id", "").strip()
     stamp = lowered.get("webhook-timestamp", "").strip()
-    offered = lowered.get("webhook-signature", "").strip()
-    if not (msg_id and stamp and offered):
+    if not (msg_id and stamp and lowered.get("webhook-signature", "").strip()):
         raise WebhookRejectedError(400, "missing webhook-id, webhook-timestamp or webhook-signature")
     if not stamp.isdigit():
         raise WebhookRejectedError(400, "webhook-timestamp is not Unix seconds")
-    timestamp = int(stamp)
-    skew = (time.time() if now is None else now) - timestamp
+    try:
+        body.decode()
+    except UnicodeDecodeError:
+        raise WebhookRejectedError(400, "the body is not UTF-8") from None
+    try:
+        webhook.verify(body, lowered, json_parse=False)
+    except WebhookVerificationError as exc:
+        window = f" (tolerance {min(tolerance_s, PACKAGE_TOLERANCE_S):.0f}s)" if "timestamp" in str(exc) else ""
+        raise WebhookRejectedError(401, f"{exc}{window}") from None
+    except ValueError:  # an entry that is not `version,base64`
+        raise WebhookRejectedError(401, "a webhook-signature entry is malformed") from None
+    skew = time.time() - int(stamp)
     if abs(skew) > tolerance_s:
         raise WebhookRejectedError(401, f"webhook-timestamp is {skew:+.0f}s from now (tolerance {tolerance_s:.0f}s)")
-    expected = sign(key, msg_id, timestamp, body).encode()
-    # Every v1 entry is tried: a sender rotating secrets signs with both.
-    for entry in offered.split():
-        if entry.startswith("v1,") and hmac.compare_digest(entry.encode(), expected):
-            return msg_id
-    raise WebhookRejectedError(401, "no webhook-signature matches")
+    return msg_id
 
 
 class ReplayGuard:

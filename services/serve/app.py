@@ -1,9 +1,11 @@
 """`flywheel serve`: capture, labeler, annotation sync, slice renewal and lake maintenance in one process.
 
 For small deployments. Each stage runs as it would on its own (the capture consumer on the
-event loop, the other stages as periodic work on threads), and an HTTP server answers
-/healthz and /metrics. A failing stage is logged, counted and retried on its next tick; it
-never stops the others. SIGTERM flushes capture and ends the process.
+event loop, the other stages as periodic work on threads), and the HTTP app (services/gateway/app.py,
+uvicorn on a thread of its own) answers /healthz, /metrics, POST /v1/events, the Argilla webhook
+(when annotation sync runs with a public URL) and OTLP when present. A failing stage is logged,
+counted and retried on its next tick; it never stops the others. SIGTERM answers the requests in
+hand, flushes capture and ends the process.
 """
 
 from __future__ import annotations
@@ -21,20 +23,24 @@ from typing import Any
 
 import polars as pl
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
+from flywheel_feedback.services.annotation.receiver import WebhookEndpoint
 from flywheel_feedback.services.capture.app import CaptureService
+from flywheel_feedback.services.gateway.app import Gateway, build_app, otlp_routes
+from flywheel_feedback.services.gateway.server import HttpServer
 from flywheel_feedback.services.labeler.pipeline import label_pass
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.serve.http import OpsServer
 from flywheel_feedback.services.serve.metrics import FlywheelMetrics
 from flywheel_feedback.services.settings import (
     AnnotationSettings,
     CaptureSettings,
+    GatewaySettings,
     KafkaSettings,
     LabelerSettings,
     MaintenanceSettings,
     SliceSettings,
+    settings_config,
 )
 
 log = logging.getLogger(__name__)
@@ -45,7 +51,7 @@ ADVISORY_STAGES = frozenset({"maintenance"})
 
 
 class ServeSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLYWHEEL_SERVE_", frozen=True, extra="ignore")
+    model_config = settings_config("FLYWHEEL_SERVE_")
 
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -60,6 +66,8 @@ class ServeSettings(BaseSettings):
     slices: SliceSettings = Field(default_factory=SliceSettings)
     # compaction, vacuum and checkpoints of every table, every maintenance.interval_s (FLYWHEEL_MAINTENANCE_*)
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
+    # POST /v1/events on host:port above (FLYWHEEL_GATEWAY_*; its own host and port are `flywheel gateway`'s)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
 
 @dataclass
@@ -91,7 +99,18 @@ class FlywheelServer:
         self._seen_accepted = 0
         self._seen_rejected = 0
         self._seen_flush = (0, 0.0)  # (events, seconds) flushed at the last look
-        self.ops = OpsServer(self.settings.host, self.settings.port, health=self.health, metrics=self.metrics.render)
+        hook = self.settings.annotation.webhook
+        # the handler comes once the webhook is registered with Argilla (_receive_webhooks); 503 until then
+        self.webhook = WebhookEndpoint(max_body_bytes=hook.max_body_bytes)
+        self.gateway = Gateway(self.settings.gateway, self.metrics.registry)
+        routes = [*otlp_routes(self.settings.gateway)]
+        if self._receives_webhooks():
+            routes.append(self.webhook.route(hook.path))
+        app = build_app(health=self.health, metrics=self.metrics.render, gateway=self.gateway, extra_routes=routes)
+        self.http = HttpServer(app, host=self.settings.host, port=self.settings.port, name="serve")
+
+    def _receives_webhooks(self) -> bool:
+        return self.settings.annotation.api_key is not None and self.settings.annotation.webhook.public_url is not None
 
     # --- health ----------------------------------------------------------------------------------
 
@@ -196,12 +215,16 @@ class FlywheelServer:
             announce_pending(self.store, announcer)  # versions published while Kafka was away
 
     def _receive_webhooks(self, stop: threading.Event) -> None:
-        """The webhook receiver and its reconcile loop; restarted if it fails (Argilla down at start)."""
-        from flywheel_feedback.services.annotation.receiver import serve as serve_webhooks
+        """Register the webhook (its secret arms the route) and reconcile; redone if it fails (Argilla down)."""
+        from flywheel_feedback.services.annotation.client import connect
+        from flywheel_feedback.services.annotation.receiver import connect_handler, reconcile_until
 
+        settings = self.settings.annotation
         while not stop.is_set():
             try:
-                serve_webhooks(self.store, self.settings.annotation, stop=stop)
+                client = connect(settings)
+                self.webhook.handler = connect_handler(self.store, settings, client=client)
+                reconcile_until(self.store, settings, client=client, stop=stop)
             except Exception as e:
                 self._failed("webhooks", e)
                 stop.wait(self.settings.annotate_interval_s)
@@ -239,12 +262,12 @@ class FlywheelServer:
             await asyncio.sleep(self.settings.metrics_interval_s)
 
     async def run(self, stop: asyncio.Event) -> None:
-        self.ops.start()
-        log.info("serving /healthz and /metrics on %s:%d", self.settings.host, self.ops.port)
+        await asyncio.to_thread(self.http.start)
+        log.info("serving /healthz, /metrics and %s on %s", "/v1/events", self.http.url)
         tasks: list[asyncio.Task[None]] = []
         receiver_stop = threading.Event()
         receiver: threading.Thread | None = None
-        if self.settings.annotation.api_key is not None and self.settings.annotation.webhook.public_url:
+        if self._receives_webhooks():
             receiver = threading.Thread(target=self._receive_webhooks, args=(receiver_stop,), name="webhooks")
             receiver.start()
         try:
@@ -261,7 +284,7 @@ class FlywheelServer:
             receiver_stop.set()
             if receiver is not None:
                 await asyncio.to_thread(receiver.join, 30)
-            self.ops.stop()
+            await asyncio.to_thread(self.http.stop)
 
 
 def consumer_lag(kafka: KafkaSettings, topic: str, group: str) -> int:

@@ -33,7 +33,7 @@ from flywheel_feedback.services.annotation.outbox import enqueue, pending_items,
 from flywheel_feedback.services.annotation.push import push
 from flywheel_feedback.services.annotation.receiver import WebhookHandler, WebhookServer, register_webhook, serve
 from flywheel_feedback.services.annotation.reconcile import reconcile
-from flywheel_feedback.services.annotation.webhooks import decode_secret, sign
+from flywheel_feedback.services.annotation.webhooks import signed_headers
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import label_pass
 from flywheel_feedback.services.lake.labels import read_labels, replace_labels
@@ -401,12 +401,10 @@ def test_forged_and_replayed_deliveries_are_rejected(stack: Stack, lake: LocalSt
         tampered = body.replace(b'"bad"', b'"good"')
         assert tampered != body and post(keep, tampered) == 401  # its signature on a changed body
         fresh_id, now = f"msg_{uuid.uuid4().hex}", int(time.time())
-        forged = {**keep, "webhook-id": fresh_id, "webhook-timestamp": str(now),
-                  "webhook-signature": sign(b"a guessed secret", fresh_id, now, tampered)}
+        forged = {**keep, **signed_headers(b"a guessed secret", fresh_id, now, tampered)}
         assert post(forged, tampered) == 401  # signed with the wrong secret
         old = now - 3600
-        stale = {**keep, "webhook-id": fresh_id, "webhook-timestamp": str(old),
-                 "webhook-signature": sign(decode_secret(webhook.secret), fresh_id, old, tampered)}
+        stale = {**keep, **signed_headers(webhook.secret, fresh_id, old, tampered)}
         assert post(stale, tampered) == 401  # the right secret, an hour late
         gold = read_gold_responses(lake, latest=False)
         assert gold.select("interaction_id", "label").rows() == [(target, 0)]

@@ -63,6 +63,9 @@ def wait_for(what: str, check: Callable[[], bool], timeout_s: float, log: Path) 
     raise AssertionError(f"{what}: not within {timeout_s:.0f}s\n{log.read_text()[-4000:]}")
 
 
+GATEWAY_KEY = "sk_serve_" + "k" * 24
+
+
 def send(bootstrap: str, topic: str, interactions: int, seed: int) -> None:
     with Emitter(bootstrap, topic=topic) as emitter:
         for event, _ in generate(SimulationConfig(interactions=interactions, seed=seed)):
@@ -76,8 +79,8 @@ def test_serve_captures_labels_pushes_renews_and_its_metrics_move(
 
     argilla_url, api_key = require("FLYWHEEL_TEST_ARGILLA_URL"), require("FLYWHEEL_TEST_ARGILLA_API_KEY")
     prefix = f"fw-serve-{uuid.uuid4().hex[:8]}-"
-    ops_port, hook_port = free_port(), free_port()
-    hook_url = f"http://127.0.0.1:{hook_port}/argilla-webhook"
+    ops_port = free_port()
+    hook_url = f"http://127.0.0.1:{ops_port}/argilla-webhook"  # the webhook is a route of serve's one app
     definitions = tmp_path / "slices"
     definitions.mkdir()
     (definitions / "serve-eval.toml").write_text(SLICE)
@@ -102,8 +105,8 @@ def test_serve_captures_labels_pushes_renews_and_its_metrics_move(
         "FLYWHEEL_ARGILLA_URL": argilla_url,
         "FLYWHEEL_ARGILLA_API_KEY": api_key,
         "FLYWHEEL_ARGILLA_DATASET_PREFIX": prefix,
-        "FLYWHEEL_WEBHOOK_PORT": str(hook_port),
         "FLYWHEEL_WEBHOOK_PUBLIC_URL": hook_url,
+        "FLYWHEEL_GATEWAY_SERVER_KEYS": json.dumps([{"id": "backend", "key": GATEWAY_KEY}]),
         "FLYWHEEL_SLICES_DEFINITIONS_DIR": str(definitions),
         "FLYWHEEL_SLICES_ANNOUNCE_TOPIC": announce_topic,
         "FLYWHEEL_SERVE_PORT": str(ops_port),
@@ -142,6 +145,12 @@ def test_serve_captures_labels_pushes_renews_and_its_metrics_move(
 
         before = metrics(ops_port)
         send(kafka_bootstrap, kafka_topic, 300, seed=32)
+        # and over HTTP, through the gateway route of the same app
+        events = [event for event, _ in generate(SimulationConfig(interactions=20, seed=33))]
+        request = urllib.request.Request(f"http://127.0.0.1:{ops_port}/v1/events", data=json.dumps(events).encode(),
+                                         headers={"Authorization": f"Bearer {GATEWAY_KEY}"})
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            assert json.loads(answer.read())["accepted"] == len(events)
         wait_for(
             "the figures move",
             lambda: (
@@ -155,6 +164,7 @@ def test_serve_captures_labels_pushes_renews_and_its_metrics_move(
         )
         after = metrics(ops_port)
         assert after["flywheel_labeler_passes_total"] > before["flywheel_labeler_passes_total"]
+        assert after['flywheel_gateway_events_total{key="backend",outcome="accepted"}'] == len(events)
         assert "flywheel_capture_lag_events" in after and "flywheel_capture_events_per_second" in after
         assert any(k.startswith("flywheel_queue_depth{") for k in after)
 
@@ -172,7 +182,7 @@ def test_serve_captures_labels_pushes_renews_and_its_metrics_move(
         process.send_signal(signal.SIGTERM)
         assert process.wait(60) == 0, log.read_text()[-4000:]
         text = log.read_text()
-        for secret in (api_key, s3_options["aws_secret_access_key"]):  # every configured secret
+        for secret in (api_key, GATEWAY_KEY, s3_options["aws_secret_access_key"]):  # every configured secret
             assert secret not in text
     finally:
         if process.poll() is None:
