@@ -138,7 +138,11 @@ def otlp_routes(settings: GatewaySettings) -> list[BaseRoute]:
         if exc.name != OTLP_MODULE:
             raise
         return []
-    return cast(list[BaseRoute], module.otlp_routes(settings))
+    from flywheel_feedback.services.settings import OtlpSettings
+
+    # the traces' interactions go where the gateway's events go, through the same broker
+    otlp = OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)
+    return cast(list[BaseRoute], module.otlp_routes(otlp))
 
 
 def gateway_app(settings: GatewaySettings, *, registry: CollectorRegistry | None = None) -> Starlette:
