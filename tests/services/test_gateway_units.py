@@ -213,13 +213,14 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
     from starlette.routing import Route
 
     from flywheel_feedback.services.gateway.app import OTLP_MODULE
+    from flywheel_feedback.services.settings import OtlpSettings
 
     seen: list[object] = []
 
     async def traces(request: Request) -> Response:
         return JSONResponse({"gateway": request.app.state.gateway is not None})
 
-    def routes(settings: GatewaySettings) -> list[Route]:
+    def routes(settings: OtlpSettings) -> list[Route]:
         seen.append(settings)
         return [Route("/v1/traces", traces, methods=["POST"])]
 
@@ -230,4 +231,5 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
     with running_gateway(settings, wait_for_kafka=False) as url:
         answer = httpx.post(f"{url}/v1/traces", content=b"")
         assert answer.status_code == 200 and answer.json() == {"gateway": True}
-    assert seen == [settings]
+    # the traces' interactions go to the gateway's topic, through its broker
+    assert seen == [OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)]
