@@ -22,7 +22,7 @@ from flywheel_feedback.services.labeler.raw_reader import events_of, new_events
 from flywheel_feedback.services.labeler.rows import Checkpoint, compute_rows, dates_between, read_rows_on
 from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.store import ObjectStore
-from flywheel_feedback.services.lake.tables import LABELS
+from flywheel_feedback.services.lake.tables import LABELS, RAW_EVENTS
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,8 @@ def changed_rows(
 ) -> Changes | None:
     """The label rows that the raw commits after the checkpoint (and new gold) change; None when the log no
     longer holds those commits (then only a full relabel can catch up)."""
-    new = new_events(store, after=checkpoint.raw, upto=raw_version)
+    index = delta.file_index(store, RAW_EVENTS, version=raw_version)  # read once: new files, then the lookup
+    new = new_events(store, after=checkpoint.raw, upto=raw_version, index=index)
     if new is None:
         return None
     newest = new.get_column("ts").max()
@@ -61,7 +62,7 @@ def changed_rows(
     closing = pl.col("abandoned_inferred").is_null() & (pl.col("ts") + abandon_window <= watermark)
     revisit = existing.filter(pl.col("interaction_id").is_in(touched_ids) | closing).select("interaction_id", "ts")
     served = pl.concat([served_new, revisit]).group_by("interaction_id").agg(pl.col("ts").min())
-    events = events_of(store, served, version=raw_version, horizon=horizon)
+    events = events_of(store, served, version=raw_version, horizon=horizon, index=index)
     rows = compute_rows(events, gold=gold, registry=registry, abandon_window=abandon_window, horizon=horizon,
                         watermark=watermark, raw_version=raw_version)
 

@@ -260,12 +260,13 @@ def _finish(
                     transactions={APP_RAW: checkpoint.raw})
 
     say("routing to annotation queues")
-    if changed is None:
+    changed_labels = None if changed is None else join_labels(changed, patterns, None)
+    if changed_labels is None:
         candidates = recent_rows
     else:
-        changed_ids = changed.get_column("interaction_id").implode()
+        changed_ids = changed_labels.get_column("interaction_id").implode()
         candidates = pl.concat([
-            join_labels(changed, patterns, None),
+            changed_labels,
             recent_rows.filter(pl.col("interaction_id").is_in(issues.filter(pl.col("is_issue"))
                                                                .get_column("interaction_id").implode())
                                & ~pl.col("interaction_id").is_in(changed_ids)),
@@ -312,8 +313,9 @@ def _finish(
         "lf_failures": registry.failures,
     })
     queued = dict(routed.group_by("queue").agg(pl.len()).iter_rows()) if routed.height else {}
-    covered = 0 if changed is None else int(join_labels(changed, patterns, None).get_column("covered").sum())
-    if changed is None:
+    if changed_labels is not None:  # the rows this pass labeled
+        covered = int(changed_labels.get_column("covered").sum())
+    else:  # a full relabel: every counted interaction
         covered = int(counts.join(patterns.select("pattern", "covered"), on="pattern")
                       .filter(pl.col("covered")).get_column("count").sum())
     result = PassResult(

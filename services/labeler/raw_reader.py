@@ -10,7 +10,7 @@ interactions it recomputes, never the whole history.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import polars as pl
@@ -25,26 +25,23 @@ READ_COLUMNS = (*EVENT_COLUMNS, *POSITION)
 
 
 def new_events(
-    store: ObjectStore, *, after: int, upto: int, columns: Sequence[str] = ("interaction_id", "type", "ts")
+    store: ObjectStore,
+    *,
+    after: int,
+    upto: int,
+    columns: Sequence[str] = ("interaction_id", "type", "ts"),
+    index: pl.DataFrame | None = None,
 ) -> pl.DataFrame | None:
     """The events the commits after version `after` (up to `upto`) added; None if the log no longer has them, or
     their files are gone (compacted since, and vacuumed: the labeler fell behind the retention)."""
     paths = delta.added_files(store, RAW_EVENTS, after=after, upto=upto)
     if paths is None:
         return None
-    live = set(delta.file_index(store, RAW_EVENTS, version=upto).get_column("path").to_list())
+    index = delta.file_index(store, RAW_EVENTS, version=upto) if index is None else index
+    live = set(index.get_column("path").to_list())
     if any(p not in live and not store.exists(f"{RAW_EVENTS.name}/{p}") for p in paths):
         return None
     return delta.read_files(store, RAW_EVENTS, paths, columns=columns)
-
-
-def newest_event_time(store: ObjectStore, *, version: int) -> datetime | None:
-    """The latest event time the table holds at `version`, from the files' statistics."""
-    index = delta.file_index(store, RAW_EVENTS, version=version)
-    if "max.ts" not in index.columns or index.is_empty():
-        return None
-    newest = index.get_column("max.ts").max()
-    return newest if isinstance(newest, datetime) else None
 
 
 def events_of(
