@@ -5,7 +5,8 @@
     GET  /metrics      Prometheus text format
     POST /v1/events    events onto Kafka (events.py), with CORS preflights for browser keys
     POST <webhook>     Argilla's signed webhooks (services/annotation/receiver.py), when the process lands them
-    POST /v1/traces    OTLP/HTTP, from `services.gateway.otlp_route.otlp_routes(settings)` when that module exists
+    POST /v1/traces    OTLP/HTTP, from `services.gateway.otlp_route.otlp_routes(settings, keys=, metrics=)` when that
+                       module exists (the gateway's server keys, its metrics)
 
 Routes passed as `extra_routes` are mounted as they are; during a request, `request.app.state.gateway` is the
 process's Gateway (its publisher produces onto Kafka with the same backpressure), or None.
@@ -130,8 +131,8 @@ def registry_metrics(registry: CollectorRegistry) -> Callable[[], bytes]:
     return lambda: generate_latest(registry)
 
 
-def otlp_routes(settings: GatewaySettings) -> list[BaseRoute]:
-    """The OTLP routes (POST /v1/traces) if this installation has them, else none."""
+def otlp_routes(gateway: Gateway) -> list[BaseRoute]:
+    """The OTLP routes (POST /v1/traces) if this installation has them, else none; they take the gateway's keys."""
     try:
         module = importlib.import_module(OTLP_MODULE)
     except ModuleNotFoundError as exc:
@@ -141,8 +142,9 @@ def otlp_routes(settings: GatewaySettings) -> list[BaseRoute]:
     from flywheel_feedback.services.settings import OtlpSettings
 
     # the traces' interactions go where the gateway's events go, through the same broker
+    settings = gateway.settings
     otlp = OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)
-    return cast(list[BaseRoute], module.otlp_routes(otlp))
+    return cast(list[BaseRoute], module.otlp_routes(otlp, keys=gateway.keys, metrics=gateway.metrics))
 
 
 def gateway_app(settings: GatewaySettings, *, registry: CollectorRegistry | None = None) -> Starlette:
@@ -159,4 +161,4 @@ def gateway_app(settings: GatewaySettings, *, registry: CollectorRegistry | None
         return ok, {"status": "ok" if ok else "failing", "components": {"gateway": gateway.health()}}
 
     return build_app(health=health, metrics=registry_metrics(registry), gateway=gateway,
-                     extra_routes=otlp_routes(settings))
+                     extra_routes=otlp_routes(gateway))

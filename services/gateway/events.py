@@ -30,7 +30,7 @@ from flywheel_feedback.schemas.events import FeedbackEvent, Interaction
 from flywheel_feedback.services.capture.validate import Invalid, validate_message
 from flywheel_feedback.services.gateway.backpressure import BusyError
 from flywheel_feedback.services.gateway.body import BodyError, read_body, split_events
-from flywheel_feedback.services.gateway.keys import BrowserKey, Key, KeyRing
+from flywheel_feedback.services.gateway.keys import KEY_HEADER, BrowserKey, Key, KeyRing, presented_key
 from flywheel_feedback.services.gateway.metrics import GatewayMetrics
 from flywheel_feedback.services.gateway.producer import Delivered, Publisher, Record
 from flywheel_feedback.services.gateway.ratelimit import RateLimiter
@@ -39,8 +39,7 @@ from flywheel_feedback.services.gateway.tokens import REASONS, check_token
 log = logging.getLogger(__name__)
 
 PATH = "/v1/events"
-KEY_HEADER = "x-flywheel-key"
-ALLOWED_HEADERS = "authorization, content-type, x-flywheel-key"
+ALLOWED_HEADERS = f"authorization, content-type, {KEY_HEADER}"
 PREFLIGHT_MAX_AGE_S = 600
 
 Status = Literal["accepted", "rejected", "unavailable"]
@@ -111,7 +110,7 @@ class EventsEndpoint:
 
     async def _post(self, request: Request) -> Response:
         origin = request.headers.get("origin")
-        presented = _presented_key(request)
+        presented = presented_key(request.headers)
         key = self.keys.find(presented or "")
         if key is None:
             code = "no_key" if presented is None else "unknown_key"
@@ -260,14 +259,6 @@ def _from(delivered: Delivered, event_id: str) -> Result:
 def _cors(origin: str) -> dict[str, str]:
     return {"Access-Control-Allow-Origin": origin.lower(), "Vary": "Origin",
             "Access-Control-Expose-Headers": "Retry-After"}
-
-
-def _presented_key(request: Request) -> str | None:
-    auth = request.headers.get("authorization")
-    if auth is not None:
-        scheme, _, value = auth.partition(" ")
-        return value.strip() if scheme.lower() == "bearer" else ""
-    return request.headers.get(KEY_HEADER)
 
 
 def _error(status: int, code: str, reason: str, headers: dict[str, str] | None = None) -> Response:

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, StringConstraints, ValidationError, field_validator
 
+KEY_HEADER = "x-flywheel-key"
 KeyId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
 MIN_KEY_CHARS = 16
 _ORIGIN = r"^https?://[^/\s?#]+$"
@@ -57,6 +58,16 @@ class BrowserKey(_Key):
 
 
 Key = ServerKey | BrowserKey
+
+
+def presented_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request presents: `Authorization: Bearer <key>`, else `X-Flywheel-Key` (None: neither; an
+    Authorization header of another scheme presents the empty key, which no key matches)."""
+    auth = headers.get("authorization")
+    if auth is not None:
+        scheme, _, value = auth.partition(" ")
+        return value.strip() if scheme.lower() == "bearer" else ""
+    return headers.get(KEY_HEADER)
 
 
 def digest(presented: str) -> bytes:

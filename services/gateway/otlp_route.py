@@ -8,7 +8,14 @@ interaction) and why; 400 with a google.rpc.Status for a malformed request (noth
 over the size limit, 415 for another encoding; 503 with Retry-After when Kafka does not take the events (the
 exporter retries; an event that did land before is deduplicated by its event id, the span's ids).
 
-Events are keyed by interaction id. The gateway mounts `otlp_routes(settings, producer=its_producer)`.
+A request presents a server key as /v1/events takes one (`Authorization: Bearer <key>` or `X-Flywheel-Key`; an
+exporter sends it with OTEL_EXPORTER_OTLP_HEADERS): 401 without a key or with an unknown one (so with no keys
+configured every request is refused, as /v1/events refuses them), 403 for a browser key (traces carry prompts
+and outputs: only servers send them) or a server key sent from a page (an `Origin` header). Refusals are counted
+in the gateway's rejections by code. An app-bound key's spans of other apps are dropped (partial success), as
+/v1/events refuses such interactions.
+
+Events are keyed by interaction id. The gateway mounts `otlp_routes(settings, keys=..., metrics=...)`.
 """
 
 from __future__ import annotations
@@ -28,6 +35,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from flywheel_feedback.services.gateway.keys import BrowserKey, KeyRing, ServerKey, presented_key
+from flywheel_feedback.services.gateway.metrics import GatewayMetrics
 from flywheel_feedback.services.otlp.convert import Converted, convert
 from flywheel_feedback.services.otlp.decode import (
     JSON,
@@ -46,14 +55,20 @@ log = logging.getLogger(__name__)
 
 TRACES_PATH = "/v1/traces"
 _INVALID_ARGUMENT = 3  # google.rpc.Code
+_PERMISSION_DENIED = 7
 _UNAVAILABLE = 14
+_UNAUTHENTICATED = 16
 
 
 class OtlpTraces:
     """The endpoint, with its settings and producer; counts what it took and dropped."""
 
-    def __init__(self, settings: OtlpSettings, producer: EventProducer | None = None) -> None:
+    def __init__(
+        self, settings: OtlpSettings, keys: KeyRing, metrics: GatewayMetrics, producer: EventProducer | None = None
+    ) -> None:
         self.settings = settings
+        self.keys = keys
+        self.metrics = metrics
         self._producer = producer
         self.interactions = 0
         self.dropped_spans = 0
@@ -66,13 +81,18 @@ class OtlpTraces:
         return self._producer
 
     async def handle(self, request: Request) -> Response:
+        key = self._key(request)
+        if isinstance(key, Response):
+            return key
         try:
             encoding = encoding_of(request.headers.get("content-type"))
         except MalformedOtlpError as e:
             return self._refuse(e, "protobuf")
         try:
             body = await self._body(request)
-            converted = await run_in_threadpool(self._convert, body, request.headers.get("content-encoding"), encoding)
+            converted = await run_in_threadpool(
+                self._convert, body, request.headers.get("content-encoding"), encoding, key.app
+            )
         except MalformedOtlpError as e:
             return self._refuse(e, encoding)
         except ClientDisconnect:
@@ -108,9 +128,41 @@ class OtlpTraces:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def _convert(self, body: bytes, content_encoding: str | None, encoding: Encoding) -> Converted:
+    def _convert(self, body: bytes, content_encoding: str | None, encoding: Encoding, app: str | None) -> Converted:
         data = decompress(body, content_encoding, max_bytes=self.settings.max_body_bytes)
-        return convert(decode_request(data, encoding), max_event_bytes=self.settings.max_event_bytes)
+        return convert(decode_request(data, encoding), max_event_bytes=self.settings.max_event_bytes, app=app)
+
+    def _key(self, request: Request) -> ServerKey | Response:
+        """The request's server key, or the refusal (before the body is read)."""
+        presented = presented_key(request.headers)
+        key = self.keys.find(presented or "")
+        if key is None:
+            code = "no_key" if presented is None else "unknown_key"
+            reason = ("no key: send a server key as Authorization: Bearer <key> (OTEL_EXPORTER_OTLP_HEADERS)"
+                      if code == "no_key" else "unknown key")
+            return self._unauthorized(401, _UNAUTHENTICATED, code, reason, request, {"WWW-Authenticate": "Bearer"})
+        if isinstance(key, BrowserKey):
+            return self._unauthorized(403, _PERMISSION_DENIED, "browser_key",
+                                      f"{key.id} is a browser key: traces are sent from servers, with a server key",
+                                      request)
+        if request.headers.get("origin") is not None:
+            return self._unauthorized(403, _PERMISSION_DENIED, "server_key_in_browser",
+                                      "a server key must stay on servers: traces are not sent from browser pages",
+                                      request)
+        return key
+
+    def _unauthorized(
+        self, status: int, rpc_code: int, code: str, reason: str, request: Request,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        self.rejected_requests += 1
+        self.metrics.rejected.labels(code=code).inc()
+        log.info("OTLP request refused (%d %s)", status, code)
+        try:
+            encoding = encoding_of(request.headers.get("content-type"))
+        except MalformedOtlpError:
+            encoding = "protobuf"
+        return _answer(Status(code=rpc_code, message=reason), encoding, status_code=status, headers=headers)
 
     def _refuse(self, error: MalformedOtlpError, encoding: Encoding) -> Response:
         self.rejected_requests += 1
@@ -127,7 +179,10 @@ def _answer(
     return Response(message.SerializeToString(), status_code=status_code, media_type=PROTOBUF, headers=headers)
 
 
-def otlp_routes(settings: OtlpSettings, *, producer: EventProducer | None = None) -> list[Route]:
-    """The OTLP routes to mount in the gateway's application (`POST /v1/traces`)."""
-    endpoint = OtlpTraces(settings, producer)
+def otlp_routes(
+    settings: OtlpSettings, *, keys: KeyRing, metrics: GatewayMetrics, producer: EventProducer | None = None
+) -> list[Route]:
+    """The OTLP routes to mount in the gateway's application (`POST /v1/traces`), taking the gateway's server
+    keys and counting refusals in its metrics."""
+    endpoint = OtlpTraces(settings, keys, metrics, producer)
     return [Route(TRACES_PATH, endpoint.handle, methods=["POST"], name="otlp-traces")]

@@ -52,6 +52,7 @@ NOT_LLM = "not an LLM call"
 FAILED = "LLM call failed (status ERROR)"
 NO_CONTENT = "LLM span without message content (turn on the instrumentation's content capture)"
 NO_MODEL = "LLM span without a model name"
+OTHER_APP = "interaction of an app other than the key's"
 
 _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _CONTENT_EVENTS = {"gen_ai.content.prompt": "gen_ai.prompt", "gen_ai.content.completion": "gen_ai.completion"}
@@ -78,8 +79,9 @@ class Converted:
         return f"{self.dropped_spans} of {self.spans} spans dropped: {reasons}"
 
 
-def convert(request: ExportTraceServiceRequest, *, max_event_bytes: int) -> Converted:
-    """The interaction events of a trace request; raises MalformedOtlpError when any LLM span cannot make one."""
+def convert(request: ExportTraceServiceRequest, *, max_event_bytes: int, app: str | None = None) -> Converted:
+    """The interaction events of a trace request; raises MalformedOtlpError when any LLM span cannot make one.
+    With `app` (an app-bound key's), the interactions of other apps are dropped, as /v1/events refuses them."""
     events: list[tuple[bytes, bytes]] = []
     dropped: Counter[str] = Counter()
     spans = 0
@@ -91,7 +93,7 @@ def convert(request: ExportTraceServiceRequest, *, max_event_bytes: int) -> Conv
                 spans += 1
                 where = f"resourceSpans[{r}].scopeSpans[{s}].spans[{k}]"
                 try:
-                    made = _span_event(span, resource, scope, max_event_bytes=max_event_bytes)
+                    made = _span_event(span, resource, scope, max_event_bytes=max_event_bytes, app=app)
                 except MalformedOtlpError as e:
                     raise MalformedOtlpError(f"{where}: {e.reason}") from None
                 if isinstance(made, str):
@@ -113,7 +115,9 @@ def convert_message(value: bytes | None, *, max_message_bytes: int, max_event_by
         return Invalid(f"OTLP: {e.reason}")
 
 
-def _span_event(span: Span, resource: dict[str, Any], scope: str, *, max_event_bytes: int) -> tuple[bytes, bytes] | str:
+def _span_event(
+    span: Span, resource: dict[str, Any], scope: str, *, max_event_bytes: int, app: str | None
+) -> tuple[bytes, bytes] | str:
     if len(span.trace_id) != 16 or not any(span.trace_id):
         raise MalformedOtlpError(f"invalid trace id {span.trace_id.hex()!r} (16 bytes, not all zero)")
     if len(span.span_id) != 8 or not any(span.span_id):
@@ -160,6 +164,8 @@ def _span_event(span: Span, resource: dict[str, Any], scope: str, *, max_event_b
         "latency_ms": _latency_ms(span),
         "metadata": _metadata(span, attributes, scope, content.convention),
     }
+    if app is not None and event["app"] != app:
+        return OTHER_APP
     try:
         value = json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     except UnicodeEncodeError as e:

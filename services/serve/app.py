@@ -103,7 +103,7 @@ class FlywheelServer:
         # the handler comes once the webhook is registered with Argilla (_receive_webhooks); 503 until then
         self.webhook = WebhookEndpoint(max_body_bytes=hook.max_body_bytes)
         self.gateway = Gateway(self.settings.gateway, self.metrics.registry)
-        routes = [*otlp_routes(self.settings.gateway)]
+        routes = [*otlp_routes(self.gateway)]
         if self._receives_webhooks():
             routes.append(self.webhook.route(hook.path))
         app = build_app(health=self.health, metrics=self.metrics.render, gateway=self.gateway, extra_routes=routes)

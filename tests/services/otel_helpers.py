@@ -20,13 +20,25 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 from starlette.applications import Starlette
 
+from flywheel_feedback.services.gateway.keys import KeyRing, ServerKey
+from flywheel_feedback.services.gateway.metrics import GatewayMetrics
 from flywheel_feedback.services.gateway.otlp_route import otlp_routes
 from flywheel_feedback.services.otlp.produce import EventProducer
 from flywheel_feedback.services.settings import OtlpSettings
 
 from ..conftest import free_port
+
+OTLP_KEY = "sk_test_otlp_" + "o" * 24  # the apps' server key, bound to no app
+# what an app sets to send it, as the W3C baggage format of OTEL_EXPORTER_OTLP_HEADERS has it (the space encoded)
+OTLP_HEADERS = f"Authorization=Bearer%20{OTLP_KEY}"
+
+
+def otlp_keys() -> KeyRing:
+    return KeyRing([ServerKey(id="apps", key=SecretStr(OTLP_KEY))])
 
 
 def answer_to(messages: Sequence[dict[str, Any]]) -> str:
@@ -114,9 +126,12 @@ class FakeOpenAI:
 
 
 @contextmanager
-def serve_otlp(settings: OtlpSettings, producer: EventProducer) -> Iterator[str]:
-    """The OTLP routes in a minimal Starlette app under uvicorn on loopback; yields the base URL."""
-    app = Starlette(routes=otlp_routes(settings, producer=producer))
+def serve_otlp(settings: OtlpSettings, producer: EventProducer, keys: KeyRing | None = None) -> Iterator[str]:
+    """The OTLP routes in a minimal Starlette app under uvicorn on loopback, taking `keys` (OTLP_KEY by default);
+    yields the base URL."""
+    routes = otlp_routes(settings, keys=keys or otlp_keys(), metrics=GatewayMetrics(CollectorRegistry()),
+                         producer=producer)
+    app = Starlette(routes=routes)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -204,7 +204,8 @@ def test_the_node_helper_makes_the_same_token() -> None:
 
 
 def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The seam for OTLP: `services.gateway.otlp_route.otlp_routes(settings)` is mounted beside /v1/events."""
+    """The seam for OTLP: `services.gateway.otlp_route.otlp_routes(settings, keys=, metrics=)` is mounted beside
+    /v1/events, with the gateway's keys."""
     import sys
     import types
 
@@ -213,6 +214,7 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
     from starlette.routing import Route
 
     from flywheel_feedback.services.gateway.app import OTLP_MODULE
+    from flywheel_feedback.services.gateway.metrics import GatewayMetrics
     from flywheel_feedback.services.settings import OtlpSettings
 
     seen: list[object] = []
@@ -220,8 +222,9 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
     async def traces(request: Request) -> Response:
         return JSONResponse({"gateway": request.app.state.gateway is not None})
 
-    def routes(settings: OtlpSettings) -> list[Route]:
+    def routes(settings: OtlpSettings, *, keys: KeyRing, metrics: GatewayMetrics) -> list[Route]:
         seen.append(settings)
+        assert keys.find(SERVER_KEY) is not None
         return [Route("/v1/traces", traces, methods=["POST"])]
 
     fake = types.ModuleType(OTLP_MODULE)

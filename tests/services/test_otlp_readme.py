@@ -14,7 +14,7 @@ import pytest
 from flywheel_feedback.services.settings import OtlpSettings
 
 from ..conftest import REPO
-from .otel_helpers import FakeOpenAI, answer_to, serve_otlp
+from .otel_helpers import OTLP_HEADERS, FakeOpenAI, answer_to, serve_otlp
 from .test_otlp_route import Recorder
 
 pytestmark = pytest.mark.slow
@@ -32,7 +32,8 @@ def test_the_readme_example_sends_its_interaction(tmp_path: Path) -> None:
     producer = Recorder()
     with FakeOpenAI() as server, serve_otlp(OtlpSettings(topic="flywheel.events"), producer) as url:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), "OPENAI_BASE_URL": server.base_url,
-               "OPENAI_API_KEY": "sk-test", "OTEL_EXPORTER_OTLP_ENDPOINT": url}
+               "OPENAI_API_KEY": "sk-test", "OTEL_EXPORTER_OTLP_ENDPOINT": url,
+               "OTEL_EXPORTER_OTLP_HEADERS": OTLP_HEADERS}  # the app's server key, as the README says
         done = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     iid, output = done.stdout.strip().splitlines()[-1].split(" ", 1)

@@ -11,17 +11,20 @@ import pytest
 from google.protobuf import json_format
 from google.rpc.status_pb2 import Status
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+from prometheus_client import CollectorRegistry
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
+from flywheel_feedback.services.gateway.metrics import GatewayMetrics
 from flywheel_feedback.services.gateway.otlp_route import otlp_routes
 from flywheel_feedback.services.otlp.produce import ProduceError
 from flywheel_feedback.services.settings import OtlpSettings
 
-from .otel_helpers import otlp_json, otlp_request, recording_provider
+from .otel_helpers import OTLP_KEY, otlp_json, otlp_keys, otlp_request, recording_provider
 from .test_otlp_convert import gen_ai, llm_span
 
 PROTOBUF = {"Content-Type": "application/x-protobuf"}
+KEY = {"Authorization": f"Bearer {OTLP_KEY}"}
 
 
 class Recorder:
@@ -36,8 +39,10 @@ class Recorder:
 
 
 def client(producer: Recorder, **settings: object) -> TestClient:
-    app = Starlette(routes=otlp_routes(OtlpSettings(topic="events", **settings), producer=producer))  # type: ignore[arg-type]
-    return TestClient(app)
+    """The route with OTLP_KEY, which every request here presents."""
+    routes = otlp_routes(OtlpSettings(topic="events", **settings), keys=otlp_keys(),  # type: ignore[arg-type]
+                         metrics=GatewayMetrics(CollectorRegistry()), producer=producer)
+    return TestClient(Starlette(routes=routes), headers=KEY)
 
 
 def request_bytes(*, other_spans: int = 0) -> bytes:
