@@ -1,7 +1,9 @@
 """Real clients end to end: the `openai` SDK instrumented by each of the three OpenTelemetry instrumentations, in an
 app process of its own, calls a local OpenAI-compatible server; the OpenTelemetry SDK's OTLP/HTTP exporter sends
-the spans to `POST /v1/traces` (under uvicorn); the route produces to the real Kafka, capture writes the lake, and
-the interactions there have the model, input, output, session and latency the calls had."""
+the spans, with the app's server key in OTEL_EXPORTER_OTLP_HEADERS, to the gateway's `POST /v1/traces` (the real
+gateway app under uvicorn), which produces to the real Kafka; capture writes the lake, and the interactions there
+have the model, input, output, session and latency the calls had. Feedback about them, posted to the same
+gateway's `/v1/events` with the interaction ids the app holds, joins them in a labeler pass."""
 
 from __future__ import annotations
 
@@ -9,22 +11,25 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 
+from flywheel_feedback.labeling.features import GOOD
+from flywheel_feedback.labeling.lf import ABSTAIN
+from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
 from flywheel_feedback.services.lake.events import read_events
+from flywheel_feedback.services.lake.labels import read_labels
 from flywheel_feedback.services.lake.store import LocalStore
-from flywheel_feedback.services.otlp.produce import KafkaEventProducer
-from flywheel_feedback.services.settings import KafkaSettings, OtlpSettings
 
 from . import otel_app
+from .gateway_helpers import APP_KEY, SERVER_KEY, auth, dumps, feedback, gateway_settings, running_gateway
 from .kafka_helpers import capture_settings, capture_until
-from .otel_helpers import RESPONSE_MODEL_SUFFIX, FakeOpenAI, answer_to, serve_otlp
+from .otel_helpers import RESPONSE_MODEL_SUFFIX, FakeOpenAI, answer_to
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -39,17 +44,13 @@ CONTENT_ON: dict[str, dict[str, str]] = {
 }
 
 
-@pytest.fixture
-def producer(kafka_bootstrap: str) -> Iterator[KafkaEventProducer]:
-    made = KafkaEventProducer(KafkaSettings(bootstrap_servers=kafka_bootstrap), timeout_s=20)
-    try:
-        yield made
-    finally:
-        made.close()
+# the app's key as an exporter sends it: Authorization (its space percent-encoded, as the variable's W3C baggage
+# format has it) or flywheel's own header; APP_KEY is bound to the app "support-bot", the app the spans are of
+KEY_HEADERS = {"authorization": f"Authorization=Bearer%20{APP_KEY}", "x-flywheel-key": f"x-flywheel-key={APP_KEY}"}
 
 
 def run_app(instrumentation: str, *, openai_url: str, otlp_url: str, session: str, user: str,
-            compression: str) -> dict[str, Any]:
+            compression: str, key_header: str) -> dict[str, Any]:
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(sys.path),
@@ -57,6 +58,7 @@ def run_app(instrumentation: str, *, openai_url: str, otlp_url: str, session: st
         "OPENAI_API_KEY": "sk-test",
         "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_url,
         "OTEL_EXPORTER_OTLP_COMPRESSION": compression,
+        "OTEL_EXPORTER_OTLP_HEADERS": KEY_HEADERS[key_header],
         **CONTENT_ON[instrumentation],
     }
     done = subprocess.run([sys.executable, str(APP), instrumentation, session, user], env=env, capture_output=True,
@@ -66,27 +68,43 @@ def run_app(instrumentation: str, *, openai_url: str, otlp_url: str, session: st
     return result
 
 
+def send_feedback(url: str, ids: list[str], edited: str) -> None:
+    """What the user did, from the product's server: copied and rated the first answer, edited the second."""
+    first, second = ids
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    events = [feedback(first, "copy", chars=30), feedback(first, "rating", thumbs="up"),
+              feedback(second, "edit", text=edited)]
+    answer = httpx.post(f"{url}/v1/events", content=dumps([{**e, "ts": soon} for e in events]),
+                        headers=auth(SERVER_KEY))
+    assert answer.status_code == 200 and answer.json()["accepted"] == 3, answer.text
+
+
 @pytest.mark.parametrize(
-    ("instrumentation", "compression"),
-    [("openai-v2", "gzip"), ("openinference", "none"), ("openllmetry", "gzip")],
+    ("instrumentation", "compression", "key_header"),
+    [("openai-v2", "gzip", "authorization"), ("openinference", "none", "x-flywheel-key"),
+     ("openllmetry", "gzip", "authorization")],
 )
-def test_instrumented_openai_calls_land_as_interactions(
-    instrumentation: str, compression: str, kafka_bootstrap: str, kafka_topic: str,
-    producer: KafkaEventProducer, tmp_path: Path,
+def test_instrumented_openai_calls_land_as_interactions_and_join_their_feedback(
+    instrumentation: str, compression: str, key_header: str, kafka_bootstrap: str, kafka_topic: str, tmp_path: Path,
 ) -> None:
     started = datetime.now(UTC)
     session, user = f"s-{instrumentation}", f"u-{instrumentation}"
-    with FakeOpenAI(delay_s=DELAY_S) as server, serve_otlp(OtlpSettings(topic=kafka_topic), producer) as url:
+    edited = "Open Settings, then Account, then Reset password."
+    with FakeOpenAI(delay_s=DELAY_S) as server, \
+            running_gateway(gateway_settings(kafka_bootstrap, kafka_topic)) as url:
         app = run_app(instrumentation, openai_url=server.base_url, otlp_url=url, session=session, user=user,
-                      compression=compression)
-    finished = datetime.now(UTC)
-    assert len(app["ids"]) == 2, app
+                      compression=compression, key_header=key_header)
+        finished = datetime.now(UTC)
+        assert len(app["ids"]) == 2, app
+        send_feedback(url, app["ids"], edited)
 
     store = LocalStore(tmp_path / "lake")
     settings = capture_settings(kafka_bootstrap, kafka_topic, str(tmp_path / "lake"))
-    capture_until(settings, store, lambda: read_events(store).height >= 2)
-    frame = read_events(store).sort("ts")
-    assert frame.height == 2  # the app's own span and nothing else
+    capture_until(settings, store, lambda: read_events(store).height >= 5)
+    everything = read_events(store)
+    assert everything.height == 5  # the app's two model calls and the three feedback events, nothing else
+    frame = everything.filter(pl.col("type") == "interaction").sort("ts")
+    assert frame.height == 2  # the app's own span is not an interaction
     assert frame.get_column("interaction_id").to_list() == app["ids"]  # the ids the app holds for feedback
 
     conversation = app["messages"]
@@ -107,4 +125,18 @@ def test_instrumented_openai_calls_land_as_interactions(
     metadata = [json.loads(m) for m in frame.get_column("metadata")]
     assert [m["response_id"] for m in metadata] == [r"chatcmpl-1", "chatcmpl-2"]
     assert metadata[0]["usage"] == {"input_tokens": 20, "output_tokens": 7}
-    assert frame.filter(pl.col("kafka_topic") != kafka_topic).is_empty()
+    assert everything.filter(pl.col("kafka_topic") != kafka_topic).is_empty()
+
+    # the labeler joins the feedback to exactly the interactions it names
+    label_pass(store, options=LabelerOptions(folds=2, with_cleanlab=False))
+    labels = read_labels(store)
+    assert labels is not None
+    rows = {row["interaction_id"]: row for row in labels.iter_rows(named=True)}
+    first, second = app["ids"]
+    assert set(rows) == {first, second}
+    assert (rows[first]["copied"], rows[first]["explicit_label"], rows[first]["n_edits"]) == (True, GOOD, 0)
+    assert (rows[second]["copied"], rows[second]["explicit_label"], rows[second]["n_edits"]) == (False, ABSTAIN, 1)
+    assert rows[second]["edited_text"] == edited and rows[second]["edit_ratio"] > 0
+    assert rows[first]["n_feedback"] == 2 and rows[second]["n_feedback"] == 1
+    assert (rows[first]["session_id"], rows[first]["output_text"]) == (session, app["outputs"][0])
+    assert rows[first]["weak_label"] == GOOD  # copied and rated up: the labeling functions read it as good
