@@ -79,6 +79,7 @@ def read_labeler_state(store: ObjectStore) -> dict[str, Any]:
 def replace_labels(store: ObjectStore, frame: pl.DataFrame) -> None:
     """Overwrite the labels with `frame`, rows as `read_labels` returns them (for seeding a lake in tests and
     benchmarks; the labeler MERGEs). Each distinct reading (weak label, confidence, ...) becomes a pattern."""
+    frame = frame.drop("pattern", strict=False)  # read_labels' own pattern ids would not match the new patterns
     present = [c for c in _FROM_PATTERNS if c in frame.columns]
     readings = frame.select(present).unique(maintain_order=True) if present else pl.DataFrame({"_": [0]})
     keys = [
