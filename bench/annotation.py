@@ -146,10 +146,7 @@ def bench_baseline(client: Any, settings: AnnotationSettings, store: LocalStore,
     dataset = rg.Dataset(name=f"{settings.dataset_prefix}baseline", workspace=settings.workspace,
                          settings=dataset_settings(client, min_submitted=1), client=client).create()
     records = [
-        rg.Record(id=p.interaction_id, fields=p.fields, metadata=p.metadata,
-                  suggestions=[rg.Suggestion("quality", p.suggestion.value, score=p.suggestion.score,
-                                             agent=p.suggestion.agent)] if p.suggestion else [])
-        for p in payloads
+        rg.Record(id=p.interaction_id, fields=p.fields, metadata=p.metadata) for p in payloads
     ]
     started = time.perf_counter()
     for start in range(0, len(records), settings.batch_size):

@@ -6,12 +6,13 @@ import logging
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from flywheel_feedback.services.annotation.layout import dataset_settings, missing_from
+from flywheel_feedback.services.annotation.layout import dataset_settings, later_metadata_missing, missing_from
 
 if TYPE_CHECKING:
     import argilla as rg
 
 log = logging.getLogger(__name__)
+PAGE = 500  # records per page while removing an older layout's suggestions
 
 
 def find_dataset(client: rg.Argilla, *, name: str, workspace: str) -> Any | None:
@@ -29,7 +30,7 @@ def ensure_dataset(
 
     A draft left by a creation that was cut short (fields made, never published) holds no records: it is
     deleted and created again. A ready dataset of that name without our fields and questions is someone
-    else's: that is an error, never overwritten.
+    else's: that is an error, never overwritten. One made by an older flywheel gains the metadata added since.
     """
     import argilla as rg
     from argilla._exceptions import ConflictError
@@ -60,7 +61,36 @@ def ensure_dataset(
             f"dataset {name!r} in workspace {workspace!r} exists but lacks {missing}: it was not created by "
             "flywheel; choose another FLYWHEEL_ARGILLA_DATASET_PREFIX or remove that dataset"
         )
+    later = later_metadata_missing(client, found)
+    if later:  # a dataset made by an older flywheel: the weak label moves from suggestions to metadata
+        for prop in later:
+            prop.dataset = found
+            prop.create()
+        dropped = drop_suggestions(client, found.id)
+        log.info("dataset %r: added metadata %s, removed %d suggestions the UI would pre-select", name,
+                 [p.name for p in later], dropped)
     return found
+
+
+def drop_suggestions(client: rg.Argilla, dataset_id: Any) -> int:
+    """Remove every suggestion from the dataset's records (an older flywheel suggested the weak label, which
+    Argilla's UI pre-selects as the answer); how many were removed."""
+    http = client.api.http_client
+    removed, offset = 0, 0
+    while True:
+        page = http.get(f"/api/v1/datasets/{dataset_id}/records",
+                        params={"include": "suggestions", "offset": offset, "limit": PAGE})
+        page.raise_for_status()
+        records = page.json()["items"]
+        for record in records:
+            ids = [str(s["id"]) for s in record.get("suggestions") or []]
+            if ids:
+                http.delete(f"/api/v1/records/{record['id']}/suggestions",
+                            params={"ids": ",".join(ids)}).raise_for_status()
+                removed += len(ids)
+        if len(records) < PAGE:
+            return removed
+        offset += PAGE
 
 
 def _workspace(client: rg.Argilla, name: str) -> Any:

@@ -1,7 +1,11 @@
 """What a queue's Argilla dataset looks like: its name, fields, questions and metadata.
 
 One dataset per queue, named `<prefix><queue>`. The names here are the contract between the push (which
-fills fields, metadata and suggestions) and the way back (webhooks and reconcile read the answers).
+fills fields and metadata) and the way back (webhooks and reconcile read the answers).
+
+The weak label is shown, never offered as an Argilla suggestion: argilla-server 2.8's UI pre-selects a pending
+record's suggestion as the answer (Enter would submit it unread), so the label model's guess would come back
+as gold. It is in the signals field and in metadata (filterable), and the quality question starts empty.
 """
 
 from __future__ import annotations
@@ -22,8 +26,14 @@ FIELD_EDIT: Final = "user_edit"
 FIELD_SIGNALS: Final = "signals"
 QUESTION_LABEL: Final = "quality"
 QUESTION_CORRECTION: Final = "corrected_output"
-TERMS_METADATA: Final = ("task", "model_version", "queue", "reason")
-FLOAT_METADATA: Final = ("priority",)
+# the weak label, its confidence and the label model that made it (no suggestion: see above)
+META_WEAK_LABEL: Final = "weak_label"
+META_WEAK_CONFIDENCE: Final = "weak_confidence"
+META_LABEL_MODEL: Final = "label_model"
+TERMS_METADATA: Final = ("task", "model_version", "queue", "reason", META_WEAK_LABEL, META_LABEL_MODEL)
+FLOAT_METADATA: Final = ("priority", META_WEAK_CONFIDENCE)
+# metadata added after the first datasets were made: added to a dataset that lacks it, not a reason to refuse it
+LATER_METADATA: Final = (META_WEAK_LABEL, META_LABEL_MODEL, META_WEAK_CONFIDENCE)
 
 # Argilla label <-> class of the label model (0 = bad, 1 = good).
 LABEL_CLASSES: Final[dict[str, int]] = {"bad": 0, "good": 1}
@@ -53,15 +63,16 @@ def queue_of(prefix: str, name: str) -> str | None:
 
 GUIDELINES: Final = (
     "Judge the model's output for the user's input: is it good or bad for this user? If you can, write the "
-    "output it should have given. The signals say what the user did with it; the suggestion is the weak label "
-    "(what the user's behaviour suggests) and its confidence: a hint, not an answer. Personal data is masked "
+    "output it should have given. The signals say what the user did with it and the weak label (what the user's "
+    "behaviour suggests) with its confidence: a hint, not an answer, so no answer is pre-selected. Personal data "
+    "is masked "
     "([EMAIL_1], [PHONE_1], ...): judge the output as if the real values were there."
 )
 # What each queue means, what to check, and whom to trust when the evidence disagrees.
 QUEUE_GUIDELINES: Final[dict[str, str]] = {
     "uncertain": "The label model could not decide. Read the output against the input; the signals may be few.",
-    "suspect": "cleanlab thinks the weak label is wrong: the suggestion is likely the wrong answer here. Decide from "
-               "the text, not from the suggestion.",
+    "suspect": "cleanlab thinks the weak label is wrong: the weak label is likely the wrong answer here. Decide "
+               "from the text, not from the weak label.",
     "conflict": "The user's explicit rating contradicts what their behaviour says. Trust the text first; when it "
                 "does not settle it, trust the explicit rating over the implicit signals (a rating is a deliberate "
                 "act; an edit or a retry can have other reasons).",
@@ -79,7 +90,7 @@ def guidelines_for(queue: str | None) -> str:
 
 
 def confidence_text(value: float) -> str:
-    """A confidence as annotators read it, the same way everywhere (reasons, signals, suggestion scores):
+    """A confidence as annotators read it, the same way everywhere (reasons, signals, the weak label's metadata):
     truncated to two decimals, so 0.699 reads 0.69 and never passes for the 0.7 threshold."""
     return f"{math.floor(value * 100 + 1e-9) / 100:.2f}"
 
@@ -120,10 +131,26 @@ def dataset_settings(client: rg.Argilla, *, min_submitted: int, queue: str | Non
 
 
 def missing_from(dataset: Any) -> list[str]:
-    """What a found dataset lacks of our layout (a dataset someone else created under our name)."""
-    settings = dataset.settings
-    have = {f.name for f in settings.fields} | {q.name for q in settings.questions}
-    have |= {m.name for m in settings.metadata}
+    """What a found dataset lacks of our layout (a dataset someone else created under our name), apart from
+    the metadata added later (`later_metadata_missing`)."""
     want = {FIELD_INPUT, FIELD_OUTPUT, FIELD_EDIT, FIELD_SIGNALS, QUESTION_LABEL, QUESTION_CORRECTION}
     want |= set(TERMS_METADATA) | set(FLOAT_METADATA)
-    return sorted(want - have)
+    return sorted(want - _names(dataset) - set(LATER_METADATA))
+
+
+def later_metadata_missing(
+    client: rg.Argilla, dataset: Any
+) -> list[rg.TermsMetadataProperty | rg.FloatMetadataProperty]:
+    """The metadata properties added to our layout since `dataset` was made, for it to gain."""
+    import argilla as rg
+
+    have = _names(dataset)
+    return [rg.FloatMetadataProperty(name=name, client=client) if name in FLOAT_METADATA
+            else rg.TermsMetadataProperty(name=name, client=client)
+            for name in LATER_METADATA if name not in have]
+
+
+def _names(dataset: Any) -> set[str]:
+    settings = dataset.settings
+    properties = [*settings.fields, *settings.questions, *settings.metadata]
+    return {p.name for p in properties}

@@ -21,7 +21,7 @@ import polars as pl
 
 from flywheel_feedback.services.annotation.client import ArgillaUnavailableError, connect, is_unavailable
 from flywheel_feedback.services.annotation.datasets import ensure_dataset
-from flywheel_feedback.services.annotation.layout import QUESTION_LABEL, QUEUES, check_queues, dataset_name
+from flywheel_feedback.services.annotation.layout import QUEUES, check_queues, dataset_name
 from flywheel_feedback.services.annotation.outbox import mark_sent, pending_items
 from flywheel_feedback.services.annotation.records import RecordPayload, build_records, masked_items
 from flywheel_feedback.services.lake.labels import read_labels
@@ -128,14 +128,13 @@ def _push_queue(
     dataset = _retrying(settings, f"dataset {name}", lambda: ensure_dataset(
         client, name=name, workspace=settings.workspace, min_submitted=settings.min_submitted,
         queue=str(group.item(0, "queue")) if group.height else None))
-    question_id = dataset.settings.questions[QUESTION_LABEL].id
     total, confirmed = group.height, 0
     started = time.perf_counter()
     say(f"{name}: {total} records to send")
     for offset in range(0, total, settings.batch_size):
         batch = group.slice(offset, settings.batch_size)
         payloads = build_records(batch)
-        ok_ids = _send_batch(client, settings, dataset.id, name, payloads, question_id)
+        ok_ids = _send_batch(client, settings, dataset.id, name, payloads)
         if ok_ids:
             # Only now, after Argilla answered: a crash before this line leaves the batch pending.
             done = batch.filter(pl.col("interaction_id").is_in(ok_ids))
@@ -154,12 +153,11 @@ def _send_batch(
     dataset_id: Any,
     name: str,
     payloads: Sequence[RecordPayload],
-    question_id: Any,
 ) -> list[str]:
     """The interaction ids Argilla confirmed (all of them, or those that pass one by one after a 422)."""
     from argilla._exceptions import UnprocessableEntityError
 
-    models = [_record_model(p, question_id) for p in payloads]
+    models = [_record_model(p) for p in payloads]
     where = f"{name} records {payloads[0].interaction_id}..{payloads[-1].interaction_id}"
     try:
         _retrying(settings, where, _upsert(client, dataset_id, models))
@@ -181,26 +179,12 @@ def _upsert(client: rg.Argilla, dataset_id: Any, models: list[Any]) -> Callable[
     return lambda: client.api.records.bulk_upsert(dataset_id=dataset_id, records=models)
 
 
-def _record_model(payload: RecordPayload, question_id: Any) -> Any:
-    from argilla._models import RecordModel, SuggestionModel
+def _record_model(payload: RecordPayload) -> Any:
+    from argilla._models import RecordModel
 
-    suggestions = []
-    if payload.suggestion is not None:
-        suggestions.append(
-            SuggestionModel(
-                value=payload.suggestion.value,
-                question_id=question_id,
-                score=payload.suggestion.score,
-                agent=payload.suggestion.agent,
-                type="model",
-            )
-        )
-    return RecordModel(
-        external_id=payload.interaction_id,
-        fields=dict(payload.fields),
-        metadata=dict(payload.metadata),
-        suggestions=suggestions,
-    )
+    # no suggestions: Argilla's UI would pre-select one as the answer (layout.py)
+    return RecordModel(external_id=payload.interaction_id, fields=dict(payload.fields),
+                       metadata=dict(payload.metadata))
 
 
 def _retrying(settings: AnnotationSettings, what: str, call: Callable[[], T]) -> T:

@@ -21,6 +21,9 @@ from flywheel_feedback.services.annotation.layout import (
     FIELD_INPUT,
     FIELD_OUTPUT,
     FIELD_SIGNALS,
+    META_LABEL_MODEL,
+    META_WEAK_CONFIDENCE,
+    META_WEAK_LABEL,
     confidence_text,
 )
 from flywheel_feedback.services.annotation.outbox import ITEM_COLUMNS
@@ -52,21 +55,14 @@ EMPTY_TEXT: Final = "(empty)"  # a required Argilla text field cannot be empty
 
 
 @dataclass(frozen=True)
-class Suggestion:
-    value: str
-    score: float | None
-    agent: str | None
-
-
-@dataclass(frozen=True)
 class RecordPayload:
-    """One record of a queue's dataset; `interaction_id` becomes the record's id (Argilla's external_id)."""
+    """One record of a queue's dataset; `interaction_id` becomes the record's id (Argilla's external_id). It has
+    no suggestion: the weak label is in the signals field and the metadata (layout.py says why)."""
 
     interaction_id: str
     queue: str
     fields: dict[str, str]
     metadata: dict[str, str | float]
-    suggestion: Suggestion | None
 
 
 def masked_items(items: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -115,21 +111,18 @@ def _record(row: dict[str, Any]) -> RecordPayload:
     }
     if _finite(row["priority"]):
         metadata["priority"] = float(row["priority"])
-    suggestion = None
     weak = row["weak_label"]
     if weak in CLASS_LABELS:
-        confidence = row["confidence"]
-        suggestion = Suggestion(
-            value=CLASS_LABELS[weak],
-            score=float(confidence_text(confidence)) if _finite(confidence) else None,
-            agent=row["label_model_version"] or None,
-        )
+        metadata[META_WEAK_LABEL] = CLASS_LABELS[weak]
+        if _finite(row["confidence"]):
+            metadata[META_WEAK_CONFIDENCE] = float(confidence_text(row["confidence"]))
+        if row["label_model_version"]:
+            metadata[META_LABEL_MODEL] = str(row["label_model_version"])
     return RecordPayload(
         interaction_id=str(row["interaction_id"]),
         queue=str(row["queue"]),
         fields=fields,
         metadata=metadata,
-        suggestion=suggestion,
     )
 
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import polars as pl
 import pytest
 
@@ -207,6 +208,7 @@ def test_push_is_idempotent_and_no_planted_pii_reaches_argilla(stack: Stack, lak
     owner = _owner(stack)
     expected = {q: set(g.get_column("interaction_id")) for (q,), g in items.group_by("queue")}
     server_ids: dict[tuple[str, str], Any] = {}
+    weak_labels_seen: set[str | None] = set()
     for queue, ids in expected.items():
         records = records_of(owner, f"{prefix}{queue}")
         assert set(records) == ids  # the record id is the interaction id
@@ -220,10 +222,26 @@ def test_push_is_idempotent_and_no_planted_pii_reaches_argilla(stack: Stack, lak
                 assert not find_pii(text), (iid, name, text)
             assert data["metadata"]["queue"] == queue
             assert set(data["metadata"]) >= {"task", "model_version", "queue", "reason", "priority"}
-            suggestion = data["suggestions"].get("quality")
-            if suggestion is not None:
-                assert suggestion["value"] in ("good", "bad") and suggestion["agent"].startswith("LabelModel-")
-                assert 0.0 <= suggestion["score"] <= 1.0
+            # the weak label is shown (metadata, signals), never a suggestion the UI would pre-select
+            assert data["suggestions"] == {}, (iid, data["suggestions"])
+            weak = data["metadata"].get("weak_label")
+            if weak is not None:
+                assert weak in ("good", "bad") and data["metadata"]["label_model"].startswith("LabelModel-")
+                assert 0.0 <= data["metadata"]["weak_confidence"] <= 1.0
+                assert f"**Weak label:** {weak}" in data["fields"]["signals"]
+            weak_labels_seen.add(weak)
+
+    assert weak_labels_seen & {"good", "bad"}  # some records have a weak label to show
+    # what Argilla's API gives the annotation UI for a record: no suggestion to pre-fill its answer with, and the
+    # weak label's metadata properties visible to annotators
+    api = httpx.Client(base_url=stack.url, headers={"X-Argilla-Api-Key": stack.api_key})
+    some_id = next(iter(server_ids.values()))
+    assert api.get(f"/api/v1/records/{some_id}/suggestions").json() == {"items": []}
+    dataset_id = owner.datasets(name=f"{prefix}{next(iter(expected))}", workspace="default").id
+    Annotator(stack)  # a member of the workspace, to see the dataset as the UI shows it to annotators
+    seen = httpx.get(f"{stack.url}/api/v1/me/datasets/{dataset_id}/metadata-properties",
+                     headers={"X-Argilla-Api-Key": stack.annotator_api_key}).json()["items"]
+    assert {p["name"] for p in seen} >= {"weak_label", "weak_confidence", "label_model"}
 
     # Nothing pending: a second push sends nothing.
     second = push(lake, settings)
@@ -619,12 +637,11 @@ def test_a_record_argilla_refuses_holds_back_only_itself(stack: Stack, prefix: s
     dataset = ensure_dataset(owner, name=name, workspace="default", min_submitted=1)
     fields = {"input": "Reset my password", "output": "Open Settings.", "signals": "nothing recorded"}
     payloads = [
-        RecordPayload("ok-1", "audit", fields, {"queue": "audit", "priority": 0.5}, None),
-        RecordPayload("refused", "audit", fields, {"queue": "audit", "priority": "high"}, None),  # not a float
-        RecordPayload("ok-2", "audit", fields, {"queue": "audit", "priority": 0.4}, None),
+        RecordPayload("ok-1", "audit", fields, {"queue": "audit", "priority": 0.5}),
+        RecordPayload("refused", "audit", fields, {"queue": "audit", "priority": "high"}),  # not a float
+        RecordPayload("ok-2", "audit", fields, {"queue": "audit", "priority": 0.4}),
     ]
-    question_id = dataset.settings.questions["quality"].id
-    assert _send_batch(owner, settings, dataset.id, name, payloads, question_id) == ["ok-1", "ok-2"]
+    assert _send_batch(owner, settings, dataset.id, name, payloads) == ["ok-1", "ok-2"]
     assert sorted(records_of(owner, name)) == ["ok-1", "ok-2"]
 
 
@@ -653,3 +670,42 @@ def test_a_draft_is_recreated_and_someone_elses_dataset_is_left_alone(stack: Sta
     with pytest.raises(ValueError, match="was not created by flywheel"):
         ensure_dataset(owner, name=f"{prefix}suspect", workspace="default", min_submitted=1)
     assert find_dataset(owner, name=f"{prefix}suspect", workspace="default") is not None  # untouched
+
+
+def test_a_dataset_of_an_older_layout_gains_the_weak_label_metadata(stack: Stack, lake: LocalStore,
+                                                                   prefix: str) -> None:
+    """A queue dataset made before the weak label moved from suggestions to metadata is kept, given the new
+    metadata properties, loses the suggestions its records had, and takes the push."""
+    import argilla as rg
+
+    from flywheel_feedback.services.annotation.datasets import ensure_dataset
+    from flywheel_feedback.services.annotation.layout import LATER_METADATA, dataset_settings
+
+    owner = _owner(stack)
+    queue = str(read_items(lake).item(0, "queue"))
+    name = f"{prefix}{queue}"
+    old = dataset_settings(owner, min_submitted=1, queue=queue)
+    for prop in list(old.metadata):
+        if prop.name in LATER_METADATA:
+            old.metadata.remove(prop)
+    made = rg.Dataset(name=name, workspace="default", settings=old, client=owner).create()
+    assert not {m.name for m in made.settings.metadata} & set(LATER_METADATA)
+    # a record as an older flywheel pushed it: the weak label as a suggestion, which the UI pre-selects
+    fields = {"input": "Reset my password", "output": "Open Settings.", "signals": "nothing recorded"}
+    made.records.log([rg.Record(id="older-1", fields=fields, metadata={"queue": queue},
+                                suggestions=[rg.Suggestion("quality", "good", score=0.9, agent="LabelModel-old")])])
+    assert records_of(owner, name)["older-1"].to_dict()["suggestions"] != {}
+    dataset = ensure_dataset(owner, name=name, workspace="default", min_submitted=1, queue=queue)
+    assert dataset.id == made.id  # the same dataset, not a new one
+    assert metadata_names(owner, name) >= set(LATER_METADATA)
+    assert records_of(owner, name)["older-1"].to_dict()["suggestions"] == {}
+    assert push(lake, settings_for(stack, prefix), queues=[queue]).complete
+    metadata = [r.to_dict()["metadata"] for r in records_of(owner, name).values()]
+    assert any("weak_label" in m for m in metadata)
+
+
+def metadata_names(owner: Any, name: str) -> set[str]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = owner.datasets(name=name, workspace="default")
+    return {m.name for m in dataset.settings.metadata}

@@ -104,7 +104,7 @@ def outbox_frame(ids: list[str], queue: str = "uncertain", reason: str | None = 
 # records
 
 
-def test_records_carry_fields_metadata_and_the_weak_label_as_suggestion() -> None:
+def test_records_carry_fields_and_metadata_and_show_the_weak_label_without_suggesting_it() -> None:
     items = outbox_frame(["i-0", "i-1", "i-3"])
     masked, orphans = masked_items(items, labels_frame())
     records = {r.interaction_id: r for r in build_records(masked)}
@@ -120,11 +120,17 @@ def test_records_carry_fields_metadata_and_the_weak_label_as_suggestion() -> Non
         "queue": "uncertain",
         "reason": "label-model confidence 0.00 < 0.70",
         "priority": 1.0,
+        "weak_label": "good",
+        "weak_confidence": 0.62,
+        "label_model": "LabelModel-abc",
     }
-    assert r0.suggestion is not None and (r0.suggestion.value, r0.suggestion.score) == ("good", 0.62)
-    assert r0.suggestion.agent == "LabelModel-abc"
-    assert r1.suggestion is not None and r1.suggestion.value == "bad"
-    assert r3.suggestion is None  # the label model abstained: nothing to suggest
+    # shown, not suggested: Argilla's UI would pre-select a suggestion as the answer
+    assert not hasattr(r0, "suggestion")
+    assert "**Weak label:** good (confidence 0.62)" in r0.fields["signals"]
+    assert r1.metadata["weak_label"] == "bad" and "**Weak label:** bad" in r1.fields["signals"]
+    # the label model abstained: no weak label to show
+    assert not {"weak_label", "weak_confidence", "label_model"} & set(r3.metadata)
+    assert "**Weak label:** none" in r3.fields["signals"]
     assert "**The user rated it:** bad" in r1.fields["signals"]
     assert "edited (40% changed)" in r1.fields["signals"] and "1 retry" in r1.fields["signals"]
     assert "abandoned (said so)" in r3.fields["signals"]
@@ -167,7 +173,7 @@ def test_a_column_null_in_every_row_is_fine_whatever_type_it_was_written_with() 
     masked, _ = masked_items(items, labels)
     (record,) = build_records(masked)
     assert "user_edit" not in record.fields
-    assert record.suggestion is not None and record.suggestion.score is None
+    assert record.metadata["weak_label"] == "bad" and "weak_confidence" not in record.metadata
 
 
 def test_masked_items_says_what_it_expected() -> None:
@@ -407,7 +413,7 @@ def test_an_edit_is_shown_as_a_word_diff_against_the_output() -> None:
     assert edit_diff("the old answer", "a new answer") == "~~the old~~ **a new** answer"
 
 
-def test_one_confidence_reads_the_same_in_the_reason_the_signals_and_the_suggestion() -> None:
+def test_one_confidence_reads_the_same_in_the_reason_the_signals_and_the_metadata() -> None:
     from flywheel_feedback.labeling.routing import RoutingConfig, route
     from flywheel_feedback.services.annotation.layout import confidence_text
 
