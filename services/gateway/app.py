@@ -30,6 +30,8 @@ from flywheel_feedback.services.gateway.backpressure import Admission
 from flywheel_feedback.services.gateway.events import PATH, EventsEndpoint
 from flywheel_feedback.services.gateway.metrics import GatewayMetrics
 from flywheel_feedback.services.gateway.producer import Publisher
+from flywheel_feedback.services.otlp.metrics import OtlpMetrics
+from flywheel_feedback.services.process_metrics import build_info, ready_gauge
 from flywheel_feedback.services.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -130,8 +132,8 @@ def registry_metrics(registry: CollectorRegistry) -> Callable[[], bytes]:
     return lambda: generate_latest(registry)
 
 
-def otlp_routes(settings: GatewaySettings) -> list[BaseRoute]:
-    """The OTLP routes (POST /v1/traces) if this installation has them, else none."""
+def otlp_routes(settings: GatewaySettings, metrics: OtlpMetrics | None = None) -> list[BaseRoute]:
+    """The OTLP routes (POST /v1/traces) if this installation has them, else none; they count into `metrics`."""
     try:
         module = importlib.import_module(OTLP_MODULE)
     except ModuleNotFoundError as exc:
@@ -142,13 +144,14 @@ def otlp_routes(settings: GatewaySettings) -> list[BaseRoute]:
 
     # the traces' interactions go where the gateway's events go, through the same broker
     otlp = OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)
-    return cast(list[BaseRoute], module.otlp_routes(otlp))
+    return cast(list[BaseRoute], module.otlp_routes(otlp, metrics=metrics))
 
 
 def gateway_app(settings: GatewaySettings, *, registry: CollectorRegistry | None = None) -> Starlette:
     """`flywheel gateway`'s app: events (and OTLP when present), /healthz (healthy once Kafka is connected) and
     /metrics."""
     registry = registry or CollectorRegistry()
+    build_info(registry)
     gateway = Gateway(settings, registry)
     if not len(gateway.keys):
         log.warning("no keys: set FLYWHEEL_GATEWAY_SERVER_KEYS, _BROWSER_KEYS or _KEYS_FILE, else every request is "
@@ -158,5 +161,7 @@ def gateway_app(settings: GatewaySettings, *, registry: CollectorRegistry | None
         ok = gateway.publisher.ready
         return ok, {"status": "ok" if ok else "failing", "components": {"gateway": gateway.health()}}
 
+    ready_gauge(registry, lambda: health()[0])
+
     return build_app(health=health, metrics=registry_metrics(registry), gateway=gateway,
-                     extra_routes=otlp_routes(settings))
+                     extra_routes=otlp_routes(settings, OtlpMetrics(registry)))

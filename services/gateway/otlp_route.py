@@ -8,7 +8,8 @@ interaction) and why; 400 with a google.rpc.Status for a malformed request (noth
 over the size limit, 415 for another encoding; 503 with Retry-After when Kafka does not take the events (the
 exporter retries; an event that did land before is deduplicated by its event id, the span's ids).
 
-Events are keyed by interaction id. The gateway mounts `otlp_routes(settings, producer=its_producer)`.
+Events are keyed by interaction id. The gateway mounts `otlp_routes(settings, metrics=...)`; what was taken,
+dropped (by reason) and refused (by reason) is counted in its registry (services/otlp/metrics.py).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from flywheel_feedback.services.otlp.decode import (
     decompress,
     encoding_of,
 )
+from flywheel_feedback.services.otlp.metrics import KAFKA_UNAVAILABLE, OtlpMetrics
 from flywheel_feedback.services.otlp.produce import EventProducer, KafkaEventProducer, ProduceError
 from flywheel_feedback.services.settings import OtlpSettings
 
@@ -52,9 +54,12 @@ _UNAVAILABLE = 14
 class OtlpTraces:
     """The endpoint, with its settings and producer; counts what it took and dropped."""
 
-    def __init__(self, settings: OtlpSettings, producer: EventProducer | None = None) -> None:
+    def __init__(
+        self, settings: OtlpSettings, producer: EventProducer | None = None, metrics: OtlpMetrics | None = None
+    ) -> None:
         self.settings = settings
         self._producer = producer
+        self.metrics = metrics
         self.interactions = 0
         self.dropped_spans = 0
         self.rejected_requests = 0
@@ -82,11 +87,16 @@ class OtlpTraces:
                 await self.producer.send(self.settings.topic, converted.events)
             except ProduceError as e:
                 log.warning("OTLP request of %d interactions not taken by Kafka: %s", len(converted.events), e)
+                if self.metrics is not None:
+                    self.metrics.rejected_requests.labels(reason=KAFKA_UNAVAILABLE).inc()
                 status = Status(code=_UNAVAILABLE, message=f"Kafka did not take the events, retry later: {e}")
                 headers = {"Retry-After": str(self.settings.retry_after_s)}
                 return _answer(status, encoding, status_code=503, headers=headers)
         self.interactions += len(converted.events)
         self.dropped_spans += converted.dropped_spans
+        if self.metrics is not None:
+            self.metrics.interactions.inc(len(converted.events))
+            self.metrics.dropped(converted.dropped)
         answer = ExportTraceServiceResponse()
         if converted.dropped_spans:
             answer.partial_success.CopyFrom(
@@ -114,6 +124,8 @@ class OtlpTraces:
 
     def _refuse(self, error: MalformedOtlpError, encoding: Encoding) -> Response:
         self.rejected_requests += 1
+        if self.metrics is not None:
+            self.metrics.rejected_requests.labels(reason=error.code).inc()
         log.info("OTLP request refused (%d): %s", error.status, error.reason)
         return _answer(Status(code=_INVALID_ARGUMENT, message=error.reason), encoding, status_code=error.status)
 
@@ -127,7 +139,9 @@ def _answer(
     return Response(message.SerializeToString(), status_code=status_code, media_type=PROTOBUF, headers=headers)
 
 
-def otlp_routes(settings: OtlpSettings, *, producer: EventProducer | None = None) -> list[Route]:
-    """The OTLP routes to mount in the gateway's application (`POST /v1/traces`)."""
-    endpoint = OtlpTraces(settings, producer)
+def otlp_routes(
+    settings: OtlpSettings, *, producer: EventProducer | None = None, metrics: OtlpMetrics | None = None
+) -> list[Route]:
+    """The OTLP routes to mount in the gateway's application (`POST /v1/traces`), counting into `metrics`."""
+    endpoint = OtlpTraces(settings, producer, metrics)
     return [Route(TRACES_PATH, endpoint.handle, methods=["POST"], name="otlp-traces")]
