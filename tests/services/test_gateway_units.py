@@ -204,7 +204,8 @@ def test_the_node_helper_makes_the_same_token() -> None:
 
 
 def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The seam for OTLP: `services.gateway.otlp_route.otlp_routes(settings)` is mounted beside /v1/events."""
+    """The seam for OTLP: `services.gateway.otlp_route.otlp_routes(settings, metrics=...)` is mounted beside
+    /v1/events, counting into the gateway's registry."""
     import sys
     import types
 
@@ -213,15 +214,18 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
     from starlette.routing import Route
 
     from flywheel_feedback.services.gateway.app import OTLP_MODULE
+    from flywheel_feedback.services.otlp.metrics import OtlpMetrics
     from flywheel_feedback.services.settings import OtlpSettings
 
     seen: list[object] = []
+    counted: list[object] = []
 
     async def traces(request: Request) -> Response:
         return JSONResponse({"gateway": request.app.state.gateway is not None})
 
-    def routes(settings: OtlpSettings) -> list[Route]:
+    def routes(settings: OtlpSettings, *, metrics: OtlpMetrics | None = None) -> list[Route]:
         seen.append(settings)
+        counted.append(metrics)
         return [Route("/v1/traces", traces, methods=["POST"])]
 
     fake = types.ModuleType(OTLP_MODULE)
@@ -233,3 +237,4 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
         assert answer.status_code == 200 and answer.json() == {"gateway": True}
     # the traces' interactions go to the gateway's topic, through its broker
     assert seen == [OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)]
+    assert len(counted) == 1 and isinstance(counted[0], OtlpMetrics)
