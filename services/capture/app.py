@@ -59,9 +59,12 @@ def dead_letter_headers(item: Rejected) -> dict[str, str]:
 
 
 class CaptureObserver(Protocol):
-    """Told of each flush and of spans dropped from OTLP messages (serve's metrics; services/serve/metrics.py)."""
+    """Told of each flush, of events dead-lettered and of spans dropped from OTLP messages (serve's metrics;
+    services/serve/metrics.py)."""
 
     def flushed(self, stats: FlushStats) -> None: ...
+
+    def dead_lettered(self, events: int) -> None: ...
 
     def otlp_dropped(self, reasons: Mapping[str, int]) -> None: ...
 
@@ -151,6 +154,8 @@ class CaptureService:
         )
         for item in items:
             log.info("dead-lettered %s[%d]@%d: %s", item.topic, item.partition, item.offset, item.reason)
+        if self._observer is not None:
+            self._observer.dead_lettered(len(items))
 
     def _flushed(self, stats: FlushStats) -> None:
         if self._observer is not None:

@@ -41,6 +41,7 @@ from flywheel_feedback.services.settings import (
     SliceSettings,
     settings_config,
 )
+from flywheel_feedback.services.slices.definitions import SliceDefinition, load_definitions
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +96,6 @@ class FlywheelServer:
     def __post_init__(self) -> None:
         self.capture = CaptureService(self.settings.capture, self.store, observer=self.metrics)
         self.components: dict[str, _Component] = {}
-        self._seen_rejected = 0
         hook = self.settings.annotation.webhook
         # the handler comes once the webhook is registered with Argilla (_receive_webhooks); 503 until then
         self.webhook = WebhookEndpoint(max_body_bytes=hook.max_body_bytes)
@@ -191,28 +191,31 @@ class FlywheelServer:
         self.metrics.gold.set(read_gold_responses(self.store).height)
 
     def _renew(self) -> None:
-        """Renew every defined slice that drifted or aged past its thresholds; publish and announce."""
-        from flywheel_feedback.services.slices.announce import announce_pending, announcer_from
-        from flywheel_feedback.services.slices.build import renew
-        from flywheel_feedback.services.slices.definitions import load_definitions
-
-        announcer = announcer_from(self.settings.slices)
+        """Renew every defined slice that drifted or aged past its thresholds; publish and announce. Timed; the
+        slices' ages are read from the lake after it, whether it failed or not."""
         definitions = load_definitions(self.settings.slices.definitions_dir)
         try:
             with self.metrics.renewal_seconds.time():
-                for name, definition in definitions.items():
-                    result = renew(self.store, definition, announcer=announcer)
-                    if result.renewed:
-                        log.info("slice %s v%s published: %s", name, result.version, result.reason)
-                    if result.published:
-                        self.metrics.slice_versions.labels(slice=name).inc()
-                    drift = result.drift_after or result.drift_before
-                    if drift is not None:
-                        self.metrics.slice_drift.labels(slice=name).set(drift.divergence)
-                if announcer is not None:
-                    announce_pending(self.store, announcer)  # versions published while Kafka was away
+                self._renew_each(definitions)
         finally:
             self._slice_ages(list(definitions))
+
+    def _renew_each(self, definitions: dict[str, SliceDefinition]) -> None:
+        from flywheel_feedback.services.slices.announce import announce_pending, announcer_from
+        from flywheel_feedback.services.slices.build import renew
+
+        announcer = announcer_from(self.settings.slices)
+        for name, definition in definitions.items():
+            result = renew(self.store, definition, announcer=announcer)
+            if result.renewed:
+                log.info("slice %s v%s published: %s", name, result.version, result.reason)
+            if result.published:
+                self.metrics.slice_versions.labels(slice=name).inc()
+            drift = result.drift_after or result.drift_before
+            if drift is not None:
+                self.metrics.slice_drift.labels(slice=name).set(drift.divergence)
+        if announcer is not None:
+            announce_pending(self.store, announcer)  # versions published while Kafka was away
 
     def _slice_ages(self, names: list[str]) -> None:
         """Each slice's publishing time from its versions table, after every renewal, failed ones too (a version
@@ -253,13 +256,9 @@ class FlywheelServer:
             await asyncio.sleep(stage.interval_s)
 
     async def _capture_metrics(self) -> None:
-        """Capture reports its flushes itself (FlywheelMetrics.flushed); this counts dead letters and measures the
-        lag."""
+        """Capture reports its flushes and dead letters itself (FlywheelMetrics); this measures the lag."""
         kafka = self.settings.capture.kafka
         while True:
-            batcher = self.capture.batcher
-            self.metrics.dead_lettered.inc(batcher.rejected - self._seen_rejected)
-            self._seen_rejected = batcher.rejected
             try:
                 lag = await asyncio.to_thread(
                     consumer_lag, kafka, self.settings.capture.topic, self.settings.capture.group_id

@@ -31,7 +31,7 @@ class FlywheelMetrics:
         self.build_info = build_info(r)
         self.otlp = OtlpMetrics(r)
         self.captured = Counter("flywheel_capture_events", "Events written to the lake", registry=r)
-        self.dead_lettered = Counter(
+        self.dead_lettered_events = Counter(
             "flywheel_capture_dead_letters", "Events sent to the dead-letter topic", registry=r
         )
         self.flush_seconds = Histogram(
@@ -96,6 +96,10 @@ class FlywheelMetrics:
         """Called by capture after each flush (on its writer thread)."""
         self.captured.inc(stats.events)
         self.flush_seconds.observe(stats.seconds)
+
+    def dead_lettered(self, events: int) -> None:
+        """Called by capture once events are in the dead-letter topic."""
+        self.dead_lettered_events.inc(events)
 
     def otlp_dropped(self, reasons: Mapping[str, int]) -> None:
         """Called by capture for each OTLP message read from Kafka that had spans dropped."""

@@ -51,14 +51,16 @@ def test_no_rate_is_a_gauge_and_build_info_names_the_versions(tmp_path: Path) ->
     assert one == 1.0 and labels["version"] and labels["python"].count(".") == 2
 
 
-def test_flushes_and_otlp_drops_are_counted(tmp_path: Path) -> None:
+def test_flushes_dead_letters_and_otlp_drops_are_counted(tmp_path: Path) -> None:
     metrics = serve(tmp_path).metrics
     metrics.flushed(FlushStats(events=120, partitions=2, seconds=0.3))
     metrics.flushed(FlushStats(events=30, partitions=1, seconds=0.02))
     metrics.otlp_dropped({NOT_LLM: 3, FAILED: 1})
+    metrics.dead_lettered(2)
     text = metrics.render().decode()
     found = samples(text)
     assert value(found, "flywheel_capture_events_total") == 150
+    assert value(found, "flywheel_capture_dead_letters_total") == 2
     assert histogram_count(found, "flywheel_capture_flush_duration_seconds") == 2
     assert value(found, "flywheel_capture_flush_duration_seconds_sum") == pytest.approx(0.32)
     assert value(found, "flywheel_capture_flush_duration_seconds_bucket", le="0.025") == 1

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from flywheel_feedback.client import Emitter
 from flywheel_feedback.services.lake.store import LocalStore
 from flywheel_feedback.services.slices.versions import latest_published_at, slice_root
 from tests.conftest import REPO, free_port
@@ -91,13 +92,15 @@ def test_serve_metrics_measure_flushes_passes_renewals_and_slice_age(
         assert age >= 0 and start - published - 1 <= age <= end - published + 1
 
         send(kafka_bootstrap, kafka_topic, 200, seed=42)
-        wait_for(
-            "the counters grow",
-            lambda: value(now(), "flywheel_capture_events_total") > value(before, "flywheel_capture_events_total")
-            and value(now(), "flywheel_labeler_passes_total") > value(before, "flywheel_labeler_passes_total"),
-            120,
-            log,
-        )
+        with Emitter(kafka_bootstrap, topic=kafka_topic) as emitter:
+            emitter.send_raw(b"{not an event", key=b"bad")
+        def grown() -> bool:
+            found = now()
+            return all(value(found, name) > value(before, name) for name in (
+                "flywheel_capture_events_total", "flywheel_labeler_passes_total",
+                "flywheel_capture_dead_letters_total"))
+
+        wait_for("the counters grow", grown, 120, log)
         after = now()
         for histogram in ("flywheel_capture_flush_duration_seconds", "flywheel_labeler_pass_duration_seconds"):
             assert histogram_count(after, histogram) > histogram_count(before, histogram)
