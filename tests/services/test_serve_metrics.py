@@ -94,6 +94,7 @@ def test_serve_metrics_measure_flushes_passes_renewals_and_slice_age(
         send(kafka_bootstrap, kafka_topic, 200, seed=42)
         with Emitter(kafka_bootstrap, topic=kafka_topic) as emitter:
             emitter.send_raw(b"{not an event", key=b"bad")
+
         def grown() -> bool:
             found = now()
             return all(value(found, name) > value(before, name) for name in (
