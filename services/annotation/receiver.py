@@ -149,9 +149,12 @@ class WebhookServer:
 
     def __init__(self, handler: WebhookHandler, *, host: str, port: int, path: str, max_body_bytes: int) -> None:
         from flywheel_feedback.services.gateway.app import build_app, registry_metrics
+        from flywheel_feedback.services.process_metrics import build_info
 
         self.endpoint = WebhookEndpoint(handler, max_body_bytes=max_body_bytes)
-        app = build_app(health=lambda: (True, {"status": "ok"}), metrics=registry_metrics(CollectorRegistry()),
+        registry = CollectorRegistry()
+        build_info(registry)
+        app = build_app(health=lambda: (True, {"status": "ok"}), metrics=registry_metrics(registry),
                         extra_routes=[self.endpoint.route(path)])
         self._http = HttpServer(app, host=host, port=port, name="webhooks")
         self.path = path

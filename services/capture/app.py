@@ -14,8 +14,8 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer
 from confluent_kafka import TopicPartition as ConfluentTopicPartition
@@ -58,15 +58,24 @@ def dead_letter_headers(item: Rejected) -> dict[str, str]:
     }
 
 
+class CaptureObserver(Protocol):
+    """Told of each flush, of events dead-lettered and of spans dropped from OTLP messages (serve's metrics;
+    services/serve/metrics.py)."""
+
+    def flushed(self, stats: FlushStats) -> None: ...
+
+    def dead_lettered(self, events: int) -> None: ...
+
+    def otlp_dropped(self, reasons: Mapping[str, int]) -> None: ...
+
+
 class CaptureService:
     """Owns the broker, the subscriber and the batcher of one capture process."""
 
-    def __init__(self, settings: CaptureSettings, store: ObjectStore) -> None:
+    def __init__(self, settings: CaptureSettings, store: ObjectStore, observer: CaptureObserver | None = None) -> None:
         self.settings = settings
         self.store = store
-        # running totals (not a list of every flush: a long-lived process would grow without end)
-        self.flushed_events = 0
-        self.flush_seconds = 0.0
+        self._observer = observer
         config = {**CONSUMER_PREFETCH, **settings.kafka.confluent_config()}
         self.broker = KafkaBroker(settings.kafka.bootstrap_servers, config=config, logger=_kafka_log)  # type: ignore[arg-type]
         self._consumer: Consumer | None = None
@@ -82,6 +91,7 @@ class CaptureService:
             on_flush=self._flushed,
             otlp_topics=[settings.otlp_topic] if settings.otlp_topic else [],
             max_otlp_bytes=settings.otlp_max_message_bytes,
+            on_otlp_dropped=None if observer is None else observer.otlp_dropped,
         )
         topics = [settings.topic, *([settings.otlp_topic] if settings.otlp_topic else [])]
         self._subscriber = self.broker.subscriber(
@@ -144,10 +154,12 @@ class CaptureService:
         )
         for item in items:
             log.info("dead-lettered %s[%d]@%d: %s", item.topic, item.partition, item.offset, item.reason)
+        if self._observer is not None:
+            self._observer.dead_lettered(len(items))
 
     def _flushed(self, stats: FlushStats) -> None:
-        self.flushed_events += stats.events
-        self.flush_seconds += stats.seconds
+        if self._observer is not None:
+            self._observer.flushed(stats)
         log.info("committed %d events of %d partitions in %.2fs", stats.events, stats.partitions, stats.seconds)
 
     @contextlib.asynccontextmanager

@@ -24,7 +24,7 @@ import logging
 import time
 from array import array
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import groupby
@@ -109,6 +109,7 @@ class CaptureBatcher:
         on_flush: Callable[[FlushStats], None] | None = None,
         otlp_topics: Sequence[str] = (),
         max_otlp_bytes: int = 16 * 1024 * 1024,
+        on_otlp_dropped: Callable[[Mapping[str, int]], None] | None = None,
     ) -> None:
         self._store = store
         self._writer_id = writer
@@ -124,6 +125,7 @@ class CaptureBatcher:
         self._on_flush = on_flush
         self._otlp_topics = frozenset(otlp_topics)
         self._max_otlp_bytes = max_otlp_bytes
+        self._on_otlp_dropped = on_otlp_dropped
         self._buffers: dict[TopicPartition, _Buffer] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="capture-writer")
         self._queued: deque[tuple[asyncio.Future[None], int]] = deque()  # writes in order, with their events
@@ -185,6 +187,8 @@ class CaptureBatcher:
                 rejected.append(Rejected(*tp, offset, record.key(), value, converted.reason))
                 continue
             self.otlp_dropped_spans += converted.dropped_spans
+            if converted.dropped and self._on_otlp_dropped is not None:
+                self._on_otlp_dropped(converted.dropped)
             events += [event for _, event in converted.events]
             at += [offset] * len(converted.events)
         return rejected, events, at

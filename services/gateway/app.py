@@ -5,8 +5,8 @@
     GET  /metrics      Prometheus text format
     POST /v1/events    events onto Kafka (events.py), with CORS preflights for browser keys
     POST <webhook>     Argilla's signed webhooks (services/annotation/receiver.py), when the process lands them
-    POST /v1/traces    OTLP/HTTP, from `services.gateway.otlp_route.otlp_routes(settings, keys=, metrics=)` when that
-                       module exists (the gateway's server keys, its metrics)
+    POST /v1/traces    OTLP/HTTP, from `services.gateway.otlp_route.otlp_routes(settings, keys=, metrics=,
+                       otlp_metrics=)` when that module exists (the gateway's server keys, its metrics)
 
 Routes passed as `extra_routes` are mounted as they are; during a request, `request.app.state.gateway` is the
 process's Gateway (its publisher produces onto Kafka with the same backpressure), or None.
@@ -31,6 +31,8 @@ from flywheel_feedback.services.gateway.backpressure import Admission
 from flywheel_feedback.services.gateway.events import PATH, EventsEndpoint
 from flywheel_feedback.services.gateway.metrics import GatewayMetrics
 from flywheel_feedback.services.gateway.producer import Publisher
+from flywheel_feedback.services.otlp.metrics import OtlpMetrics
+from flywheel_feedback.services.process_metrics import build_info, ready_gauge
 from flywheel_feedback.services.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -131,8 +133,9 @@ def registry_metrics(registry: CollectorRegistry) -> Callable[[], bytes]:
     return lambda: generate_latest(registry)
 
 
-def otlp_routes(gateway: Gateway) -> list[BaseRoute]:
-    """The OTLP routes (POST /v1/traces) if this installation has them, else none; they take the gateway's keys."""
+def otlp_routes(gateway: Gateway, otlp_metrics: OtlpMetrics | None = None) -> list[BaseRoute]:
+    """The OTLP routes (POST /v1/traces) if this installation has them, else none; they take the gateway's keys and
+    count what they take and drop into `otlp_metrics`."""
     try:
         module = importlib.import_module(OTLP_MODULE)
     except ModuleNotFoundError as exc:
@@ -144,13 +147,16 @@ def otlp_routes(gateway: Gateway) -> list[BaseRoute]:
     # the traces' interactions go where the gateway's events go, through the same broker
     settings = gateway.settings
     otlp = OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)
-    return cast(list[BaseRoute], module.otlp_routes(otlp, keys=gateway.keys, metrics=gateway.metrics))
+    return cast(list[BaseRoute], module.otlp_routes(
+        otlp, keys=gateway.keys, metrics=gateway.metrics, otlp_metrics=otlp_metrics
+    ))
 
 
 def gateway_app(settings: GatewaySettings, *, registry: CollectorRegistry | None = None) -> Starlette:
     """`flywheel gateway`'s app: events (and OTLP when present), /healthz (healthy once Kafka is connected) and
     /metrics."""
     registry = registry or CollectorRegistry()
+    build_info(registry)
     gateway = Gateway(settings, registry)
     if not len(gateway.keys):
         log.warning("no keys: set FLYWHEEL_GATEWAY_SERVER_KEYS, _BROWSER_KEYS or _KEYS_FILE, else every request is "
@@ -160,5 +166,7 @@ def gateway_app(settings: GatewaySettings, *, registry: CollectorRegistry | None
         ok = gateway.publisher.ready
         return ok, {"status": "ok" if ok else "failing", "components": {"gateway": gateway.health()}}
 
+    ready_gauge(registry, lambda: health()[0])
+
     return build_app(health=health, metrics=registry_metrics(registry), gateway=gateway,
-                     extra_routes=otlp_routes(gateway))
+                     extra_routes=otlp_routes(gateway, OtlpMetrics(registry)))

@@ -87,7 +87,8 @@ class EventsEndpoint:
     async def handle(self, request: Request) -> Response:
         if request.method == "OPTIONS":
             return self._preflight(request)
-        response = await self._post(request)
+        with self.metrics.request_seconds.time():
+            response = await self._post(request)
         self.metrics.requests.labels(status=str(response.status_code)).inc()
         return response
 

@@ -44,6 +44,12 @@ class GatewayMetrics:
         self.in_flight_requests = Gauge(
             "flywheel_gateway_in_flight_requests", "Requests held until Kafka settles them", registry=r
         )
+        self.request_seconds = Histogram(
+            "flywheel_gateway_request_duration_seconds",
+            "A POST /v1/events from its arrival to its answer (reading, validating, producing, Kafka's ack)",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+            registry=r,
+        )
         self.ack_seconds = Histogram(
             "flywheel_gateway_ack_seconds",
             "From producing a request's events to Kafka's acknowledgement of the last of them",

@@ -15,7 +15,8 @@ and outputs: only servers send them) or a server key sent from a page (an `Origi
 in the gateway's rejections by code. An app-bound key's spans of other apps are dropped (partial success), as
 /v1/events refuses such interactions.
 
-Events are keyed by interaction id. The gateway mounts `otlp_routes(settings, keys=..., metrics=...)`.
+Events are keyed by interaction id. The gateway mounts `otlp_routes(settings, keys=..., metrics=..., otlp_metrics=...)`;
+what was taken, dropped (by reason) and refused (by reason) is counted in its registry (services/otlp/metrics.py).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from flywheel_feedback.services.otlp.decode import (
     decompress,
     encoding_of,
 )
+from flywheel_feedback.services.otlp.metrics import KAFKA_UNAVAILABLE, OtlpMetrics
 from flywheel_feedback.services.otlp.produce import EventProducer, KafkaEventProducer, ProduceError
 from flywheel_feedback.services.settings import OtlpSettings
 
@@ -64,12 +66,18 @@ class OtlpTraces:
     """The endpoint, with its settings and producer; counts what it took and dropped."""
 
     def __init__(
-        self, settings: OtlpSettings, keys: KeyRing, metrics: GatewayMetrics, producer: EventProducer | None = None
+        self,
+        settings: OtlpSettings,
+        keys: KeyRing,
+        metrics: GatewayMetrics,
+        producer: EventProducer | None = None,
+        otlp_metrics: OtlpMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.keys = keys
         self.metrics = metrics
         self._producer = producer
+        self.otlp_metrics = otlp_metrics
         self.interactions = 0
         self.dropped_spans = 0
         self.rejected_requests = 0
@@ -102,11 +110,16 @@ class OtlpTraces:
                 await self.producer.send(self.settings.topic, converted.events)
             except ProduceError as e:
                 log.warning("OTLP request of %d interactions not taken by Kafka: %s", len(converted.events), e)
+                if self.otlp_metrics is not None:
+                    self.otlp_metrics.rejected_requests.labels(reason=KAFKA_UNAVAILABLE).inc()
                 status = Status(code=_UNAVAILABLE, message=f"Kafka did not take the events, retry later: {e}")
                 headers = {"Retry-After": str(self.settings.retry_after_s)}
                 return _answer(status, encoding, status_code=503, headers=headers)
         self.interactions += len(converted.events)
         self.dropped_spans += converted.dropped_spans
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.interactions.inc(len(converted.events))
+            self.otlp_metrics.dropped(converted.dropped)
         answer = ExportTraceServiceResponse()
         if converted.dropped_spans:
             answer.partial_success.CopyFrom(
@@ -166,6 +179,8 @@ class OtlpTraces:
 
     def _refuse(self, error: MalformedOtlpError, encoding: Encoding) -> Response:
         self.rejected_requests += 1
+        if self.otlp_metrics is not None:
+            self.otlp_metrics.rejected_requests.labels(reason=error.code).inc()
         log.info("OTLP request refused (%d): %s", error.status, error.reason)
         return _answer(Status(code=_INVALID_ARGUMENT, message=error.reason), encoding, status_code=error.status)
 
@@ -180,9 +195,14 @@ def _answer(
 
 
 def otlp_routes(
-    settings: OtlpSettings, *, keys: KeyRing, metrics: GatewayMetrics, producer: EventProducer | None = None
+    settings: OtlpSettings,
+    *,
+    keys: KeyRing,
+    metrics: GatewayMetrics,
+    producer: EventProducer | None = None,
+    otlp_metrics: OtlpMetrics | None = None,
 ) -> list[Route]:
     """The OTLP routes to mount in the gateway's application (`POST /v1/traces`), taking the gateway's server
-    keys and counting refusals in its metrics."""
-    endpoint = OtlpTraces(settings, keys, metrics, producer)
+    keys, counting refusals in its metrics and what was taken and dropped in `otlp_metrics`."""
+    endpoint = OtlpTraces(settings, keys, metrics, producer, otlp_metrics)
     return [Route(TRACES_PATH, endpoint.handle, methods=["POST"], name="otlp-traces")]

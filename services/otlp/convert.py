@@ -36,7 +36,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -53,6 +53,10 @@ FAILED = "LLM call failed (status ERROR)"
 NO_CONTENT = "LLM span without message content (turn on the instrumentation's content capture)"
 NO_MODEL = "LLM span without a model name"
 OTHER_APP = "interaction of an app other than the key's"
+# each reason's short name, the reason label of flywheel_otlp_dropped_spans_total
+DROP_CODES: Final = {
+    NOT_LLM: "not_llm", FAILED: "failed", NO_CONTENT: "no_content", NO_MODEL: "no_model", OTHER_APP: "other_app"
+}
 
 _DETAILS_EVENT = "gen_ai.client.inference.operation.details"
 _CONTENT_EVENTS = {"gen_ai.content.prompt": "gen_ai.prompt", "gen_ai.content.completion": "gen_ai.completion"}

@@ -27,6 +27,7 @@ class MalformedOtlpError(ValueError):
     """The request cannot be read, or would not make valid events; nothing of it is taken."""
 
     status = 400
+    code = "malformed"  # the reason label of flywheel_otlp_rejected_requests_total
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
@@ -35,10 +36,12 @@ class MalformedOtlpError(ValueError):
 
 class TooLargeError(MalformedOtlpError):
     status = 413
+    code = "too_large"
 
 
 class UnsupportedMediaTypeError(MalformedOtlpError):
     status = 415
+    code = "unsupported_media_type"
 
 
 def encoding_of(content_type: str | None) -> Encoding:

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 import polars as pl
@@ -42,6 +41,7 @@ from flywheel_feedback.services.settings import (
     SliceSettings,
     settings_config,
 )
+from flywheel_feedback.services.slices.definitions import SliceDefinition, load_definitions
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,14 @@ class FlywheelServer:
     metrics: FlywheelMetrics = field(default_factory=FlywheelMetrics)
 
     def __post_init__(self) -> None:
-        self.capture = CaptureService(self.settings.capture, self.store)
+        self.capture = CaptureService(self.settings.capture, self.store, observer=self.metrics)
         self.components: dict[str, _Component] = {}
-        self._seen_accepted = 0
-        self._seen_rejected = 0
-        self._seen_flush = (0, 0.0)  # (events, seconds) flushed at the last look
         hook = self.settings.annotation.webhook
         # the handler comes once the webhook is registered with Argilla (_receive_webhooks); 503 until then
         self.webhook = WebhookEndpoint(max_body_bytes=hook.max_body_bytes)
         self.gateway = Gateway(self.settings.gateway, self.metrics.registry)
-        routes = [*otlp_routes(self.gateway)]
+        self.metrics.readiness(lambda: self.health()[0])
+        routes = [*otlp_routes(self.gateway, self.metrics.otlp)]
         if self._receives_webhooks():
             routes.append(self.webhook.route(hook.path))
         app = build_app(health=self.health, metrics=self.metrics.render, gateway=self.gateway, extra_routes=routes)
@@ -145,12 +143,12 @@ class FlywheelServer:
         options = labeler.options()
 
         def label() -> None:
-            result = label_pass(self.store, options=options)
+            with self.metrics.label_pass_seconds.time():
+                result = label_pass(self.store, options=options)
             if result.changed:
                 self.metrics.labeled.inc(result.interactions)
                 self.metrics.label_passes.inc()
                 self.metrics.label_fallback.set(1 if result.label_model_fallback else 0)
-                self.metrics.label_rate.set(result.interactions / max(result.seconds, 1e-9))
 
         stages = [Stage("labeler", self.settings.label_interval_s, label)]
         if self.settings.annotation.api_key is not None:
@@ -176,7 +174,9 @@ class FlywheelServer:
     def _push(self) -> None:
         from flywheel_feedback.services.annotation.push import push
 
-        result = push(self.store, self.settings.annotation)
+        with self.metrics.push_seconds.time():
+            result = push(self.store, self.settings.annotation)
+        self.metrics.pushed.inc(result.sent)
         if result.error is not None:
             raise RuntimeError(f"push stopped, {result.pending} items left pending: {result.error}")
 
@@ -191,28 +191,45 @@ class FlywheelServer:
         self.metrics.gold.set(read_gold_responses(self.store).height)
 
     def _renew(self) -> None:
-        """Renew every defined slice that drifted or aged past its thresholds; publish and announce."""
+        """Renew every defined slice that drifted or aged past its thresholds; publish and announce. Timed; the
+        slices' ages are read from the lake after it, whether it failed or not."""
+        definitions = load_definitions(self.settings.slices.definitions_dir)
+        try:
+            with self.metrics.renewal_seconds.time():
+                self._renew_each(definitions)
+        finally:
+            self._slice_ages(list(definitions))
+
+    def _renew_each(self, definitions: dict[str, SliceDefinition]) -> None:
         from flywheel_feedback.services.slices.announce import announce_pending, announcer_from
-        from flywheel_feedback.services.slices.api import manifest_of
         from flywheel_feedback.services.slices.build import renew
-        from flywheel_feedback.services.slices.definitions import load_definitions
 
         announcer = announcer_from(self.settings.slices)
-        now = time.time()
-        for name, definition in load_definitions(self.settings.slices.definitions_dir).items():
+        for name, definition in definitions.items():
             result = renew(self.store, definition, announcer=announcer)
             if result.renewed:
                 log.info("slice %s v%s published: %s", name, result.version, result.reason)
+            if result.published:
+                self.metrics.slice_versions.labels(slice=name).inc()
             drift = result.drift_after or result.drift_before
             if drift is not None:
                 self.metrics.slice_drift.labels(slice=name).set(drift.divergence)
-            if result.version is not None:
-                created = manifest_of(self.store, name).get("created_at")
-                if created:
-                    age = now - datetime.fromisoformat(created).timestamp()
-                    self.metrics.slice_age.labels(slice=name).set(age)
         if announcer is not None:
             announce_pending(self.store, announcer)  # versions published while Kafka was away
+
+    def _slice_ages(self, names: list[str]) -> None:
+        """Each slice's publishing time from its versions table, after every renewal, failed ones too (a version
+        published before the failure, or by another process, still counts); unreadable, the last ones stay."""
+        from flywheel_feedback.services.slices.versions import latest_published_at, slice_root
+
+        for name in names:
+            try:
+                at = latest_published_at(self.store, slice_root(name))
+            except Exception as e:
+                log.warning("slice %s: its versions could not be read for its age: %s", name, e)
+                continue
+            if at is not None:
+                self.metrics.slice_published(name, at)
 
     def _receive_webhooks(self, stop: threading.Event) -> None:
         """Register the webhook (its secret arms the route) and reconcile; redone if it fails (Argilla down)."""
@@ -239,18 +256,9 @@ class FlywheelServer:
             await asyncio.sleep(stage.interval_s)
 
     async def _capture_metrics(self) -> None:
-        """Capture counts flushes itself; this turns them into metrics and measures the lag."""
+        """Capture reports its flushes and dead letters itself (FlywheelMetrics); this measures the lag."""
         kafka = self.settings.capture.kafka
         while True:
-            batcher = self.capture.batcher
-            self.metrics.captured.inc(batcher.accepted - self._seen_accepted)
-            self.metrics.dead_lettered.inc(batcher.rejected - self._seen_rejected)
-            self._seen_accepted, self._seen_rejected = batcher.accepted, batcher.rejected
-            flushed = (self.capture.flushed_events, self.capture.flush_seconds)
-            events, seconds = flushed[0] - self._seen_flush[0], flushed[1] - self._seen_flush[1]
-            self._seen_flush = flushed
-            if events:
-                self.metrics.capture_rate.set(events / max(seconds, 1e-9))
             try:
                 lag = await asyncio.to_thread(
                     consumer_lag, kafka, self.settings.capture.topic, self.settings.capture.group_id

@@ -188,6 +188,21 @@ def amended(manifest: dict[str, Any], change: Mapping[str, Any], erasure: Mappin
     }
 
 
+def latest_published_at(store: ObjectStore, root: str) -> float | None:
+    """When the latest version of `root` was published (Unix seconds, its commit's timestamp; an erasure's later
+    rewrite does not count), or None when nothing is."""
+    table = delta.open_table(store, table_of(root))
+    if table is None:
+        return None
+    latest: tuple[int, float] | None = None
+    for commit in table.history():  # newest first: of a version committed twice, the first commit wins
+        manifest = commit.get(MANIFEST_METADATA)
+        version = manifest.get("version") if isinstance(manifest, dict) else None
+        if isinstance(version, int) and (latest is None or version >= latest[0]):
+            latest = (version, int(commit["timestamp"]) / 1000)
+    return None if latest is None else latest[1]
+
+
 def list_versions(store: ObjectStore, root: str) -> list[int]:
     """Published versions under `root`, ascending."""
     return list(published(store, root))

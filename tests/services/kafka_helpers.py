@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import polars as pl
 
-from flywheel_feedback.services.capture.app import CaptureService
+from flywheel_feedback.services.capture.app import CaptureObserver, CaptureService
 from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.settings import CaptureSettings, KafkaSettings, LakeSettings
@@ -58,12 +58,17 @@ def capture_settings(bootstrap: str, topic: str, lake_url: str, **overrides: obj
 
 
 def capture_until(
-    settings: CaptureSettings, store: ObjectStore, done: Callable[[], bool], *, timeout_s: float = 60.0
+    settings: CaptureSettings,
+    store: ObjectStore,
+    done: Callable[[], bool],
+    *,
+    timeout_s: float = 60.0,
+    observer: CaptureObserver | None = None,
 ) -> CaptureService:
     """Run a capture service in this process until `done()` holds, then stop it cleanly."""
 
     async def run() -> CaptureService:
-        service = CaptureService(settings, store)
+        service = CaptureService(settings, store, observer)
         async with service.running():
             deadline = time.monotonic() + timeout_s
             while not done():

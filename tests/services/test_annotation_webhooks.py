@@ -256,3 +256,13 @@ def test_a_delivery_landed_again_after_a_restart_adds_nothing(tmp_path: Path) ->
     restarted = WebhookHandler(store, secret=SECRET, prefix="fw-", tolerance_s=300)  # its replay guard is empty
     assert restarted.handle(hdrs, body) == Outcome(200, "already landed")
     assert read_gold_responses(store, latest=False).height == 1
+
+
+def test_the_receivers_metrics_carry_build_info_and_pass_promtool(receiver: tuple[WebhookServer, LocalStore]) -> None:
+    from .metrics_helpers import promtool_check, samples, scrape
+
+    server, _ = receiver
+    host, port = server.address
+    text = scrape(f"http://{host}:{port}")
+    assert [k for k in samples(text) if k[0] == "flywheel_build_info"]
+    promtool_check(text)

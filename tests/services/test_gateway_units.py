@@ -204,8 +204,8 @@ def test_the_node_helper_makes_the_same_token() -> None:
 
 
 def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The seam for OTLP: `services.gateway.otlp_route.otlp_routes(settings, keys=, metrics=)` is mounted beside
-    /v1/events, with the gateway's keys."""
+    """The seam for OTLP: `services.gateway.otlp_route.otlp_routes(settings, keys=, metrics=, otlp_metrics=)` is
+    mounted beside /v1/events, with the gateway's keys, counting into the gateway's registry."""
     import sys
     import types
 
@@ -215,16 +215,21 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
 
     from flywheel_feedback.services.gateway.app import OTLP_MODULE
     from flywheel_feedback.services.gateway.metrics import GatewayMetrics
+    from flywheel_feedback.services.otlp.metrics import OtlpMetrics
     from flywheel_feedback.services.settings import OtlpSettings
 
     seen: list[object] = []
+    counted: list[object] = []
 
     async def traces(request: Request) -> Response:
         return JSONResponse({"gateway": request.app.state.gateway is not None})
 
-    def routes(settings: OtlpSettings, *, keys: KeyRing, metrics: GatewayMetrics) -> list[Route]:
+    def routes(
+        settings: OtlpSettings, *, keys: KeyRing, metrics: GatewayMetrics, otlp_metrics: OtlpMetrics | None = None
+    ) -> list[Route]:
         seen.append(settings)
         assert keys.find(SERVER_KEY) is not None
+        counted.append(otlp_metrics)
         return [Route("/v1/traces", traces, methods=["POST"])]
 
     fake = types.ModuleType(OTLP_MODULE)
@@ -236,3 +241,4 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
         assert answer.status_code == 200 and answer.json() == {"gateway": True}
     # the traces' interactions go to the gateway's topic, through its broker
     assert seen == [OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)]
+    assert len(counted) == 1 and isinstance(counted[0], OtlpMetrics)

@@ -23,9 +23,12 @@ from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.store import LocalStore
 from flywheel_feedback.services.lake.tables import RAW_EVENTS
+from flywheel_feedback.services.serve.metrics import FlywheelMetrics
 
 from ..conftest import unique
 from .kafka_helpers import capture_settings, capture_until
+from .metrics_helpers import samples
+from .metrics_helpers import value as sample_value
 from .otel_helpers import otlp_request, recording_provider
 from .test_capture_kafka import committed, end_offsets
 
@@ -121,7 +124,8 @@ def test_collector_messages_on_a_topic_land_as_interactions_exactly_once(
     store = LocalStore(tmp_path / "lake")
     settings = capture_settings(kafka_bootstrap, kafka_topic, str(tmp_path / "lake"), otlp_topic=otlp_topic)
     total = len(expected) + 1
-    service = capture_until(settings, store, lambda: read_events(store).height >= total)
+    metrics = FlywheelMetrics()  # serve's, which capture tells of its flushes and drops
+    service = capture_until(settings, store, lambda: read_events(store).height >= total, observer=metrics)
 
     frame = read_events(store)
     assert frame.height == total
@@ -138,6 +142,10 @@ def test_collector_messages_on_a_topic_land_as_interactions_exactly_once(
     rating = frame.filter(pl.col("type") == "rating")
     assert rating.get_column("interaction_id").to_list() == [about]  # feedback joins its interaction by id
     assert service.batcher.otlp_dropped_spans == 12 + 1  # the 12 HTTP spans and the message without a model call
+    found = samples(metrics.render().decode())
+    assert sample_value(found, "flywheel_otlp_dropped_spans_total", reason="not_llm") == 13
+    assert sample_value(found, "flywheel_capture_events_total") == total
+    assert sample_value(found, "flywheel_capture_flush_duration_seconds_count") >= 1
 
     dead = dead_letters(kafka_bootstrap, f"{kafka_topic}.dlq", 2)
     assert "OTLP: not an OTLP ExportTraceServiceRequest protobuf" in dead[garbage]["flywheel-dlq-reason"]
