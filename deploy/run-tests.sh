@@ -7,6 +7,7 @@ export FLYWHEEL_RUN_DIR="${FLYWHEEL_RUN_DIR:-$PWD/.run}"
 export FLYWHEEL_WITH_ARGILLA="${FLYWHEEL_WITH_ARGILLA:-1}"
 trap 'deploy/stack.sh down' EXIT
 deploy/chromium.sh
+deploy/web.sh
 deploy/stack.sh up
 set -a
 # shellcheck disable=SC1091
