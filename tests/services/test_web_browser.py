@@ -49,6 +49,7 @@ EXPECTED = {
     "offline": {"interaction": 1, "copy": 1, "rating": 1, "dwell": 1},
     "regenerate": {"interaction": 2, "dwell": 2, "retry": 1, "rating": 1},
 }
+SERVER_SENT = ("interaction", "retry")
 FIELDS = {  # the fields each type arrives with: nothing else left the page (and the token was removed)
     "copy": {"chars"}, "edit": {"text"}, "dwell": {"dwell_ms"}, "abandon": {"reason"}, "rating": {"thumbs"},
     "retry": {"new_interaction_id", "schema_version"},  # the server's, from the pydantic contract
@@ -69,6 +70,7 @@ def example_server() -> ModuleType:
 @dataclass
 class Run:
     did: dict[str, dict[str, Any]]  # per scenario, what the driver reports
+    sent: list[dict[str, Any]]  # the requests the page made to the gateway (headers, body)
     events: dict[str, list[dict[str, Any]]]  # the topic's events by interaction id
     lake: pl.DataFrame
     features: pl.DataFrame
@@ -96,10 +98,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         with running_gateway(gateway_settings(bootstrap, topic, browser_keys=browser_keys)) as gateway_url:
             assert gateway_url.rstrip("/") != page_url.rstrip("/")  # another origin than the page's: CORS
             config.gateway = gateway_url
-            done = subprocess.run(["node", str(SCENARIOS), page_url, chromium], cwd=WEB, capture_output=True,
-                                  text=True, timeout=180, check=False)
+            from_page = {name: sum(n for kind, n in counts.items() if kind not in SERVER_SENT)
+                         for name, counts in EXPECTED.items()}
+            done = subprocess.run(["node", str(SCENARIOS), page_url, chromium, gateway_url, json.dumps(from_page)],
+                                  cwd=WEB, capture_output=True, text=True, timeout=180, check=False)
             assert done.returncode == 0, done.stderr[-4000:]
-            did: dict[str, dict[str, Any]] = json.loads(done.stdout.strip().splitlines()[-1])
+            driven = json.loads(done.stdout.strip().splitlines()[-1])
             expected = sum(sum(counts.values()) for counts in EXPECTED.values())
             messages = consume(bootstrap, topic, expect=expected, timeout_s=30)
         events: dict[str, list[dict[str, Any]]] = {}
@@ -112,7 +116,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
         capture_until(capture_settings(bootstrap, topic, str(lake)), store,
                       lambda: read_events(store).height >= len(messages))
         frame = read_events(store)
-        yield Run(did, events, frame, interaction_features(frame))
+        yield Run(driven["results"], driven["sent"], events, frame, interaction_features(frame))
     finally:
         page_server.shutdown()
         page_server.server_close()
@@ -198,3 +202,17 @@ def test_a_regeneration_is_sent_by_the_server_and_the_page_rates_the_new_answer(
     first, second = features(run, did["iid"]), features(run, did["new_iid"])
     assert first["n_retries"] == 1 and first["dwell_ms"] > 0
     assert second["explicit_label"] == 1 and second["n_retries"] == 0
+
+
+def test_only_the_events_fields_leave_the_page_no_cookie_no_address(run: Run) -> None:
+    posts = [r for r in run.sent if r["method"] == "POST"]
+    # (the requests of a page being closed are no longer reported to Playwright)
+    assert {r["scenario"] for r in posts} >= set(EXPECTED) - {"close"}
+    for request in posts:
+        headers = {name.lower(): value for name, value in request["headers"].items()}
+        assert "cookie" not in headers and not headers.get("referer"), headers
+        for event in json.loads(request["body"]):
+            assert set(event) - ENVELOPE - {"interaction_token"} <= FIELDS[event["type"]], event
+            assert event["interaction_token"]
+    bodies = " ".join(r["body"] for r in posts)
+    assert "page-secret" not in bodies and "reset my password" not in bodies.lower()  # the page's other text

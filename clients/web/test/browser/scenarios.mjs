@@ -2,14 +2,36 @@
 // scenario, and prints what each scenario did as JSON (the interaction ids and what to expect of them). The
 // Python browser test (tests/services/test_web_browser.py) serves the page, runs the gateway and reads the lake.
 //
-//   node scenarios.mjs <page url> <chromium executable>   (SCENARIOS=copy,edit to run some)
+//   node scenarios.mjs <page url> <chromium executable> <gateway url> <events each scenario's page sends, as JSON>
+//   (SCENARIOS=copy,edit to run some)
 import { chromium } from "playwright-core";
 
-const [pageUrl, executablePath] = process.argv.slice(2);
+const [pageUrl, executablePath, gatewayUrl, expectedJson] = process.argv.slice(2);
+const expected = JSON.parse(expectedJson);
 const FLAGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
   "--disable-component-update", "--disable-sync"];
 
 const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
+
+/** Events the gateway accepted from the browser key so far (its /metrics). */
+async function accepted() {
+  const text = await (await fetch(`${gatewayUrl}/metrics`)).text();
+  const line = text.split("\n").find((l) => l.startsWith("flywheel_gateway_events_total{")
+    && l.includes('outcome="accepted"') && l.includes('key="web"'));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
+/**
+ * A closed tab's keepalive requests outlive it in a real browser, whose profile stays; closing this test's
+ * context would cancel them, so it waits until the gateway has accepted what the scenario's page sent.
+ */
+async function settled(before, count) {
+  const deadline = Date.now() + 30000;
+  while ((await accepted()) < before + count) {
+    if (Date.now() > deadline) throw new Error(`the gateway did not get the ${count} events of the page`);
+    await sleep(100);
+  }
+}
 
 async function open(context) {
   const page = await context.newPage();
@@ -94,7 +116,7 @@ const scenarios = {
     const page = await open(context);
     await sleep(500);
     const iid = await interactionId(page);
-    await page.close({ runBeforeUnload: true }); // nothing sent yet: the last events leave as the page closes
+    await page.close(); // nothing sent yet: the last events leave as the page closes
     return { iid };
   },
 
@@ -128,12 +150,27 @@ const scenarios = {
 
 const browser = await chromium.launch({ executablePath, headless: true, args: [...FLAGS] });
 const results = {};
+const sent = []; // every request the library made to the gateway: its headers and body
 try {
   for (const [name, run] of Object.entries(scenarios)) {
     if (process.env.SCENARIOS && !process.env.SCENARIOS.split(",").includes(name)) continue;
     const context = await browser.newContext();
+    // a cookie the gateway's host would get with a credentialed request (cookies ignore the port)
+    await context.addCookies([{ name: "session", value: "page-secret", url: pageUrl }]);
+    const reading = [];
+    context.on("request", (request) => {
+      if (!request.url().endsWith("/v1/events")) return;
+      // allHeaders: the headers as sent, cookies included
+      reading.push(request.allHeaders().then(
+        (headers) => sent.push({ scenario: name, method: request.method(), headers, body: request.postData() }),
+        () => {},
+      ));
+    });
     try {
+      const before = await accepted();
       results[name] = await run(context);
+      await settled(before, expected[name]);
+      await Promise.all(reading);
     } finally {
       await context.close();
     }
@@ -141,4 +178,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(JSON.stringify(results));
+console.log(JSON.stringify({ results, sent }));
