@@ -169,8 +169,9 @@ def test_dwell_counts_only_the_time_on_screen_in_the_foreground_and_a_tab_switch
     did = run.did["dwell_and_tab_switch"]
     events = of(run, "dwell_and_tab_switch")
     dwell = one(events, "dwell")["dwell_ms"]
-    # on screen 1.2 s + 0.3 s; scrolled away 1 s and hidden 1 s do not count (timing slack for a loaded machine)
-    assert did["seen_ms"] - 100 <= dwell < did["seen_ms"] + did["away_ms"] - 600, dwell
+    # on screen 1.2 s + 0.3 s (as the page's clock measured them); scrolled away 1 s and hidden 1 s do not count
+    assert did["away_ms"] >= 1000
+    assert did["seen_ms"] - 150 <= dwell <= did["seen_ms"] + 300, (dwell, did)
     assert one(events, "abandon")["reason"] == "page_hidden"
     row = features(run, did["iid"])
     assert row["dwell_ms"] == dwell and row["abandoned_explicit"] is True and row["copied"] is False
@@ -187,6 +188,8 @@ def test_a_page_closed_at_once_still_delivers_its_dwell_and_abandon(run: Run) ->
 def test_events_made_offline_arrive_once_after_reconnecting(run: Run) -> None:
     did = run.did["offline"]
     assert did["waiting_while_offline"] >= 2  # they were held, not sent
+    attempts = [r for r in run.sent if r["scenario"] == "offline" and r["method"] == "POST"]
+    assert len(attempts) >= 3  # tried (and failed) while offline, then delivered
     events = of(run, "offline")
     assert one(events, "copy")["chars"] == 12 and one(events, "rating")["thumbs"] == "down"
     row = features(run, did["iid"])
@@ -209,6 +212,8 @@ def test_only_the_events_fields_leave_the_page_no_cookie_no_address(run: Run) ->
     # (the requests of a page being closed are no longer reported to Playwright)
     assert {r["scenario"] for r in posts} >= set(EXPECTED) - {"close"}
     for request in posts:
+        if request["headers"] is None:  # failed (offline): nothing was sent
+            continue
         headers = {name.lower(): value for name, value in request["headers"].items()}
         assert "cookie" not in headers and not headers.get("referer"), headers
         for event in json.loads(request["body"]):

@@ -8,9 +8,13 @@ import json
 import re
 import subprocess
 
+import pytest
+
 from tests.conftest import REPO
 
 from .web_helpers import MODULE, WEB, built
+
+pytestmark = pytest.mark.slow  # npm ci on first use, tsc and esbuild
 
 
 def test_the_node_unit_tests_pass() -> None:

@@ -62,10 +62,11 @@ async function selectAndCopy(page, n) {
  * visibilitychange event. The other tab is opened for real.
  */
 async function switchTab(page, hidden) {
-  await page.evaluate((value) => {
+  return page.evaluate((value) => {
     Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (value ? "hidden" : "visible") });
     Object.defineProperty(document, "hidden", { configurable: true, get: () => value });
     document.dispatchEvent(new Event("visibilitychange"));
+    return performance.now();
   }, hidden);
 }
 
@@ -96,20 +97,27 @@ const scenarios = {
 
   async dwell_and_tab_switch(context) {
     const page = await open(context);
+    // the page's own clock at each change, so slow round trips on a loaded machine do not blur the figures
+    const at = (change) => page.evaluate((what) => {
+      if (what === "away") window.scrollTo(0, document.body.scrollHeight);
+      if (what === "back") window.scrollTo(0, 0);
+      return performance.now();
+    }, change);
+    const shown = await at("now");
     await sleep(1200); // the answer on screen, the page in front
-    await page.evaluate(() => window.scrollTo(0, document.body.scrollHeight));
+    const away = await at("away");
     await sleep(1000); // scrolled away: not seen
-    await page.evaluate(() => window.scrollTo(0, 0));
+    const back = await at("back");
     await sleep(300); // seen again
-    const other = await context.newPage(); // another tab comes to the front
+    const hidden = await switchTab(page, true);
+    const other = await context.newPage(); // the other tab, for real
     await other.bringToFront();
-    await switchTab(page, true);
     await sleep(1000); // hidden: not seen
     await delivered(page);
     const iid = await interactionId(page);
     await other.close();
     await page.close({ runBeforeUnload: true });
-    return { iid, seen_ms: 1500, away_ms: 2000 };
+    return { iid, seen_ms: away - shown + (hidden - back), away_ms: back - away };
   },
 
   async close(context) {
@@ -163,7 +171,7 @@ try {
       // allHeaders: the headers as sent, cookies included
       reading.push(request.allHeaders().then(
         (headers) => sent.push({ scenario: name, method: request.method(), headers, body: request.postData() }),
-        () => {},
+        () => sent.push({ scenario: name, method: request.method(), headers: null, body: request.postData() }),
       ));
     });
     try {
