@@ -8,6 +8,7 @@ export FLYWHEEL_WITH_ARGILLA="${FLYWHEEL_WITH_ARGILLA:-1}"
 trap 'deploy/stack.sh down' EXIT
 deploy/chromium.sh
 deploy/promtool.sh
+deploy/web.sh
 deploy/stack.sh up
 set -a
 # shellcheck disable=SC1091
