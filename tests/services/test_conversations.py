@@ -5,7 +5,8 @@ TRL imports, OpenAI's chat fine-tuning rules), and the labels table's `source` c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,11 @@ import polars as pl
 import pytest
 
 from flywheel_feedback.labeling.exports import COLUMNS, Kind
+from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.labels import read_labels
 from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake.tables import LABELS
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig
 from flywheel_feedback.services.slices import load_export, load_export_dataset, load_slice
@@ -23,7 +26,7 @@ from flywheel_feedback.services.slices.api import pull
 from flywheel_feedback.services.slices.build import renew
 from flywheel_feedback.services.slices.definitions import load_definition
 from flywheel_feedback.services.slices.exports import JSONL, export
-from flywheel_feedback.services.slices.versions import DATA, MANIFEST, export_root, sha256
+from flywheel_feedback.services.slices.versions import DATA, MANIFEST, export_root, publish, sha256
 from tests.chat_formats import conversational, openai_chat_problems
 from tests.services.slices_helpers import capture_and_label, write_definition
 
@@ -171,3 +174,34 @@ def test_the_labels_table_says_human_weak_or_none_and_no_label_has_no_confidence
     chat = labels.filter(pl.col("input_messages").is_not_null())
     assert chat.height > 0 and chat.get_column("task").unique().to_list() == ["chat"]
     assert all(json.loads(m)[0]["role"] == "system" for m in chat.get_column("input_messages"))
+
+
+def test_an_older_labels_table_gains_input_messages_on_the_next_merge(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "lake")
+    older = replace(LABELS, schema=pl.Schema({c: t for c, t in LABELS.schema.items() if c != "input_messages"}))
+    row = {"interaction_id": "old", "ts": datetime(2026, 11, 1, tzinfo=UTC), "date": date(2026, 11, 1)}
+    delta.append(store, older, pl.DataFrame([row]))
+    chat = json.dumps([{"role": "system", "content": "s"}, {"role": "user", "content": "q"}])
+    delta.merge(store, LABELS, pl.DataFrame([{**row, "interaction_id": "new", "input_messages": chat}]))
+    rows = delta.scan(store, LABELS).collect().sort("interaction_id")
+    assert dict(rows.select("interaction_id", "input_messages").iter_rows()) == {"new": chat, "old": None}
+
+
+def test_an_older_export_layout_gains_the_new_columns_and_a_changed_type_is_refused(tmp_path: Path) -> None:
+    from deltalake import write_deltalake
+
+    store = LocalStore(tmp_path / "lake")
+    old = pl.DataFrame({"interaction_id": ["a"], "prompt": ["q"], "completion": ["a"], "version": [1]})
+    for kind in ("sft", "preference"):
+        write_deltalake(store.table_uri(f"exports/{kind}"), old.to_arrow(), partition_by=["version"])
+    messages = [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]]
+    sft = pl.DataFrame({"interaction_id": ["b"], "messages": messages, "source": ["user_edit"], "task": ["t"],
+                        "model_version": ["v"], "label_source": ["weak"], "confidence": [0.9]})
+    publish(store, export_root("sft"), 2, {DATA: sft}, {"name": "sft"})
+    assert load_export("sft", 2, lake=store).get_column("messages").to_list() == messages
+    pair = pl.DataFrame({"pair_id": ["p"], "prompt": [messages[0][:1]], "chosen": [messages[0][1:]],
+                         "rejected": [[{"role": "assistant", "content": "no"}]], "source": ["user_edit"],
+                         "interaction_id": ["b"], "chosen_interaction_id": ["b"], "task": ["t"],
+                         "model_version": ["v"]})
+    with pytest.raises(ValueError, match=r"exports/preference holds the columns \['prompt'\]"):
+        publish(store, export_root("preference"), 2, {DATA: pair}, {"name": "preference"})
