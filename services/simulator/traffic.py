@@ -192,6 +192,10 @@ def _chat(
     topic = rng.choices(topics, weights=weights)[0]
     slot = rng.choice(topic.slots)
     prompt = rng.choice(topic.prompts).format(slot=slot)
+    has_pii = rng.random() < config.pii_rate  # the first message holds it, and so every later turn's input
+    if has_pii:
+        n = rng.randrange(10_000)
+        prompt += rng.choice(PII_SNIPPETS).format(n=n, card=planted_card(n))
     history: list[Message] = [{"role": "system", "content": CHAT_SYSTEM.format(segment=segment)}]
     turns = min(rng.choice((1, 2, 2, 3, 3, 4)), max(1, (budget + 2) // 2))  # a turn makes at most 2
     followups = rng.sample(CHAT_FOLLOWUPS, len(CHAT_FOLLOWUPS))  # each said once per conversation
@@ -202,7 +206,7 @@ def _chat(
             asked += [{"role": "assistant", "content": CHAT_LOOKUP},
                       {"role": "tool", "content": CHAT_TOOL_RESULT.format(topic=topic.name, slot=slot)}]
         served = _interaction(rng, clock, config, CHAT, user, session, segment, ts, late,
-                              given=(prompt, slot, topic), history=history + asked)
+                              given=(prompt, slot, topic), history=history + asked, has_pii=has_pii)
         made += served.made
         history = [*history, *asked, {"role": "assistant", "content": served.shown}]
         if turn == turns - 1 or (served.left and served.next_turn is None):
@@ -229,13 +233,14 @@ def _interaction(
     given: tuple[str, str, Topic] | None,
     history: list[Message] | None = None,
     retry: bool = False,
+    has_pii: bool = False,
 ) -> _Served:
     """Emit one interaction and the user's reactions. `given` (prompt, slot, topic) is a retried or a chat
-    turn's question; `history`, a chat turn's whole input (ending with the question or a tool result)."""
+    turn's question; `history`, a chat turn's whole input (ending with the question or a tool result);
+    `has_pii`, whether that chat's first message holds planted personal data."""
     topics, weights = _mix(task, late, config.drift)
     model_id, v1, p1, v2, p2 = MODELS[task.app]
     version, p_good = (v2, p2) if (late and config.drift) else (v1, p1)
-    has_pii = False
     if given is None:
         topic = rng.choices(topics, weights=weights)[0]
         slot = rng.choice(topic.slots)
@@ -329,7 +334,8 @@ def _interaction(
             new_ts = ts + timedelta(seconds=delay)
             # the same input again: a chat turn is regenerated from the same conversation
             regenerated = _interaction(rng, clock, config, task, user, session, segment, new_ts, late,
-                                       given=(prompt, slot, topic), history=history, retry=True)
+                                       given=(prompt, slot, topic), history=history, retry=True,
+                                       has_pii=has_pii and history is not None)
             made += regenerated.made
             shown = regenerated.shown
             next_turn = regenerated.next_turn or next_turn

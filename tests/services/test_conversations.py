@@ -14,6 +14,7 @@ import polars as pl
 import pytest
 
 from flywheel_feedback.labeling.exports import COLUMNS, Kind
+from flywheel_feedback.labeling.pii import find_pii
 from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.labels import read_labels
@@ -129,6 +130,17 @@ def test_preference_pairs_prompt_with_the_conversation_and_answer_with_one_assis
             assert [m["role"] for m in row[side]] == ["assistant"] and row[side][0]["content"].strip()
         assert row["chosen"] != row["rejected"]
     assert {"user_edit", "accepted_regeneration"} & set(chat.get_column("source"))
+
+
+def test_no_planted_personal_data_reaches_a_conversation_of_a_slice_or_an_export(chat_lake: ChatLake) -> None:
+    planted = [iid for iid, messages in chat_lake.sent.items() if any(find_pii(m["content"]) for m in messages)]
+    assert planted, "the simulator plants personal data in chat messages too: the test needs some"
+    frames = [load_export("sft", lake=chat_lake.store).get_column("messages"),
+              load_export("preference", lake=chat_lake.store).get_column("prompt"),
+              load_slice("support-chat", lake=chat_lake.store).get_column("input_messages")]
+    contents = pl.concat([f.explode().struct.field("content") for f in frames]).unique().to_list()
+    assert any("[EMAIL_1]" in c or "[CARD_1]" in c or "[PHONE_1]" in c or "[KEY_1]" in c for c in contents)
+    assert [c for c in contents if find_pii(c)] == []
 
 
 def test_trl_reads_the_exports_as_conversational(chat_lake: ChatLake) -> None:
