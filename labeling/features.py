@@ -1,6 +1,7 @@
 """Signal features per interaction, from its events.
 
-One row per interaction: what was served (app, task, model version, input and output text)
+One row per interaction: what was served (app, task, model version, input text, the whole chat input as
+JSON (labeling.conversations), output text)
 and what the user did with it: edit ratio (normalised edit distance between the output and
 the text the user kept), retries and the time to the first one, copy, accept, explicit
 rating, how close the follow-up prompt is to the original (a rephrase), dwell, corrections,
@@ -17,6 +18,8 @@ import numpy as np
 import polars as pl
 from rapidfuzz import process
 from rapidfuzz.distance import Indel, Levenshtein
+
+from flywheel_feedback.labeling.conversations import messages_json_expr
 
 BAD, GOOD = 0, 1
 
@@ -105,7 +108,10 @@ def _interactions(events: pl.DataFrame) -> pl.DataFrame:
         "session_id",
         pl.col("model").struct.field("id").alias("model_id"),
         pl.col("model").struct.field("version").alias("model_version"),
+        # the one text of the input that rephrase similarity and topic clusters compare: the prompt, or the
+        # last user message of a chat; the whole chat input stays in input_messages
         pl.coalesce(pl.col("input").struct.field("prompt"), last_user_message, pl.lit("")).alias("input_text"),
+        messages_json_expr(pl.col("input").struct.field("messages")).alias("input_messages"),
         pl.col("output").fill_null("").alias("output_text"),
         # metadata is the object's JSON text; a regex is several times faster than a JSON path here
         pl.col("metadata").str.extract(r'"segment"\s*:\s*"([^"]*)"').fill_null("unknown").alias("segment"),

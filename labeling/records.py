@@ -14,6 +14,7 @@ from typing import Final
 
 import polars as pl
 
+from flywheel_feedback.labeling.conversations import MESSAGES, conversation_expr
 from flywheel_feedback.labeling.pii import mask_expr
 
 CLASS_NAMES: Final = ("bad", "good")
@@ -48,7 +49,8 @@ SLICE_SCHEMA: Final = pl.Schema(
         "topic_cluster": pl.Int32(),
         "topic": pl.String(),
         "stratum": pl.String(),
-        "input": pl.String(),
+        "input": pl.String(),  # the prompt, or a chat's last user message
+        "input_messages": MESSAGES,  # the whole input: system prompt, earlier turns, tool messages, the question
         "output": pl.String(),
         "reference_output": pl.String(),
         "reference_source": pl.String(),
@@ -139,6 +141,8 @@ def slice_records(rows: pl.DataFrame, *, cluster_names: Sequence[str]) -> pl.Dat
         _topic_expr(names),
         col("stratum", pl.String()),
         pl.col("input_text").cast(pl.String).alias("input"),
+        conversation_expr(col("input_messages", pl.String()), pl.col("input_text").cast(pl.String))
+        .alias("input_messages"),
         pl.col("output_text").cast(pl.String).alias("output"),
         col("reference_output", pl.String()),
         col("reference_source", pl.String()),

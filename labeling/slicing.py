@@ -25,8 +25,10 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
+# a label's source: annotators, the label model, or none (no labeling function voted, no annotator answered)
 HUMAN: Final = "human"
 WEAK: Final = "weak"
+NONE: Final = "none"
 STRATA: Final = ("task", "segment", "model_version", "topic_cluster")
 STRATUM: Final = "stratum"
 _DRAW: Final = "_draw"

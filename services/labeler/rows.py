@@ -1,8 +1,9 @@
 """Label rows: computing them from events, reading them back by date, and the checkpoint their commits carry.
 
-The rows' free text (TEXT_COLUMNS) is masked (`labeling.pii`, the bulk path) once the signal features are computed
-from the text as it was sent: the labels table is read by people, dashboards and other engines, so it holds no
-e-mail address, phone number, card number or key. The raw events keep what was sent.
+The rows' free text (TEXT_COLUMNS, and each message of a chat input) is masked (`labeling.pii`, the bulk path)
+once the signal features are computed from the text as it was sent: the labels table is read by people,
+dashboards and other engines, so it holds no e-mail address, phone number, card number or key.
+The raw events keep what was sent.
 
 A labels commit records what it was computed from as Delta application transactions: the raw table's version,
 the gold table's version, the event-time watermark (µs since the epoch) and the labeling-function set. A crash
@@ -17,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 
+from flywheel_feedback.labeling.conversations import mask_messages
 from flywheel_feedback.labeling.features import EVENT_COLUMNS, interaction_features
 from flywheel_feedback.labeling.lf import LFRegistry
 from flywheel_feedback.labeling.pii import mask_columns
@@ -89,7 +91,8 @@ def compute_rows(
         pl.lit(raw_version, dtype=pl.Int64).alias("raw_version"),
         pl.col("ts").dt.date().alias("date"),
     )
-    return mask_columns(rows.select(LABELS.schema.names()).cast(LABELS.schema), TEXT_COLUMNS, engine="fast")
+    masked = mask_columns(rows.select(LABELS.schema.names()).cast(LABELS.schema), TEXT_COLUMNS, engine="fast")
+    return masked.with_columns(mask_messages(masked.get_column("input_messages")))
 
 
 def read_rows_on(store: ObjectStore, dates: Iterable[date], *, columns: Iterable[str] | None = None) -> pl.DataFrame:

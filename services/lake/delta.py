@@ -395,6 +395,7 @@ def merge(
     if table is None:
         append(store, spec, frame, transactions=transactions)
         return
+    table = add_missing_columns(store, spec, table)
     match = [f"t.{c} = s.{c}" for c in (*spec.partition_by, *spec.keys)]
     for column in spec.partition_by:  # literal values let delta-rs skip every other partition
         values = frame.get_column(column).drop_nulls().unique().sort().to_list()
@@ -409,6 +410,23 @@ def merge(
         .when_not_matched_insert_all()
         .execute()
     )
+
+
+def add_missing_columns(store: ObjectStore, spec: TableSpec, table: DeltaTable) -> DeltaTable:
+    """The table with the columns `spec` declares and it lacks added (nullable: older rows read as null), for
+    a table an older flywheel made; the table as it is when it lacks none."""
+    from deltalake import Schema
+
+    have = {f.name for f in table.schema().fields}
+    missing = {c: t for c, t in spec.schema.items() if c not in have}
+    if not missing:
+        return table
+    table.alter.add_columns(Schema.from_arrow(pl.DataFrame(schema=missing).to_arrow().schema).fields)
+    log.info("%s: added the columns %s", spec.name, sorted(missing))
+    reloaded = open_table(store, spec)
+    if reloaded is None:
+        raise FileNotFoundError(f"table {spec.name} is gone after its columns were added")
+    return reloaded
 
 
 def _sql_literal(value: object) -> str:

@@ -4,18 +4,20 @@ layout is known in one place.
 A label is the current label model's reading of an interaction's votes: `labels/interactions` holds one row per
 interaction (features, vote pattern, gold label), `labels/patterns` the model's reading of each pattern (weak
 label, confidence, ...), `labels/issues` what cleanlab flagged. `read_labels` joins them into one row per
-interaction with `label` (the gold label where annotators gave one, else the weak label) and `source`
-(human / weak). The same join in SQL, for other engines, is in the README.
+interaction with `label` (the gold label where annotators gave one, else the weak label, -1 for none) and
+`source` (human / weak / none; a row with no label has no confidence). The same join in SQL, for other
+engines, is in the README.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 import polars as pl
 
+from flywheel_feedback.labeling.slicing import HUMAN, NONE, WEAK
 from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.lake.tables import (
@@ -27,6 +29,8 @@ from flywheel_feedback.services.lake.tables import (
     read_json,
 )
 
+# label = -1 with source "none" (and no confidence): no labeling function voted and no annotator answered
+NO_LABEL: Final = -1
 _FROM_PATTERNS = [c for c in LABEL_PATTERNS.schema.names() if c not in ("pattern", "lf_fingerprint")]
 
 
@@ -38,9 +42,14 @@ def join_labels(rows: pl.DataFrame, patterns: pl.DataFrame, issues: pl.DataFrame
                            on="interaction_id", how="left").with_columns(
             pl.col("label_quality").is_not_null().alias("is_issue"))
     human = pl.col("gold_label").is_not_null()
+    weak = pl.col("weak_label").is_not_null() & (pl.col("weak_label") != NO_LABEL)
     return frame.with_columns(
-        pl.when(human).then(pl.col("gold_label")).otherwise(pl.col("weak_label")).alias("label"),
-        pl.when(human).then(pl.lit("human")).otherwise(pl.lit("weak")).alias("source"),
+        pl.when(human).then(pl.col("gold_label")).when(weak).then(pl.col("weak_label")).otherwise(NO_LABEL)
+        .alias("label"),
+        pl.when(human).then(pl.lit(HUMAN)).when(weak).then(pl.lit(WEAK)).otherwise(pl.lit(NONE)).alias("source"),
+        # no label, no confidence: the label model's maximum probability of a pattern no function voted on is
+        # only the class prior
+        pl.when(human | weak).then(pl.col("confidence")).otherwise(None).alias("confidence"),
         pl.format("raw@{}", pl.col("raw_version")).alias("snapshot"),
     )
 

@@ -22,6 +22,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from flywheel_feedback.labeling.conversations import MESSAGES
 from flywheel_feedback.labeling.records import SLICE_SCHEMA
 from flywheel_feedback.services.lake.delta import TableSpec
 from flywheel_feedback.services.lake.store import ObjectStore
@@ -96,7 +97,7 @@ LABELS = TableSpec(
         "session_id": pl.String(),
         "model_id": pl.String(),
         "model_version": pl.String(),
-        "input_text": pl.String(),
+        "input_text": pl.String(),  # the prompt, or a chat's last user message
         "output_text": pl.String(),
         "segment": pl.String(),
         "n_feedback": pl.Int64(),
@@ -121,6 +122,9 @@ LABELS = TableSpec(
         "lf_fingerprint": pl.String(),
         "raw_version": pl.Int64(),  # the raw table's version this row was computed from
         "date": pl.Date(),
+        # a chat input's whole message list as JSON text (null: a plain prompt); last, where an older table
+        # gains it (delta.merge adds the columns a table lacks)
+        "input_messages": pl.String(),
     }),
     partition_by=("date",),
     keys=("interaction_id",),
@@ -271,11 +275,12 @@ SLICE_VERSIONS = TableSpec(
     keys=("version", "role", "interaction_id"),
 )
 _EXPORT_BASE = {"task": pl.String(), "model_version": pl.String()}
+# each kind in the layout its trainers read (labeling/exports.py); conversations are lists of {role, content}
 EXPORT_VERSIONS: Final[dict[str, TableSpec]] = {
     "sft": TableSpec(
         name="exports/sft",
         schema=pl.Schema({
-            "interaction_id": pl.String(), "prompt": pl.String(), "completion": pl.String(), "source": pl.String(),
+            "interaction_id": pl.String(), "messages": MESSAGES, "source": pl.String(),
             **_EXPORT_BASE, "label_source": pl.String(), "confidence": pl.Float64(), "version": pl.Int64(),
         }),
         partition_by=("version",),
@@ -284,9 +289,9 @@ EXPORT_VERSIONS: Final[dict[str, TableSpec]] = {
     "preference": TableSpec(
         name="exports/preference",
         schema=pl.Schema({
-            "pair_id": pl.String(), "interaction_id": pl.String(), "prompt": pl.String(), "chosen": pl.String(),
-            "rejected": pl.String(), "source": pl.String(), "chosen_interaction_id": pl.String(), **_EXPORT_BASE,
-            "version": pl.Int64(),
+            "pair_id": pl.String(), "prompt": MESSAGES, "chosen": MESSAGES, "rejected": MESSAGES,
+            "source": pl.String(), "interaction_id": pl.String(), "chosen_interaction_id": pl.String(),
+            **_EXPORT_BASE, "version": pl.Int64(),
         }),
         partition_by=("version",),
         keys=("version", "pair_id"),
@@ -294,8 +299,8 @@ EXPORT_VERSIONS: Final[dict[str, TableSpec]] = {
     "classifier": TableSpec(
         name="exports/classifier",
         schema=pl.Schema({
-            "interaction_id": pl.String(), "text": pl.String(), "input": pl.String(), "output": pl.String(),
-            "label": pl.Int64(), "label_name": pl.String(), "confidence": pl.Float64(), "label_source": pl.String(),
+            "interaction_id": pl.String(), "text": pl.String(), "label": pl.Int64(), "confidence": pl.Float64(),
+            "source": pl.String(), "label_name": pl.String(), "input": pl.String(), "output": pl.String(),
             **_EXPORT_BASE, "version": pl.Int64(),
         }),
         partition_by=("version",),

@@ -241,6 +241,22 @@ NEW_TOPIC = Topic(
 )
 
 TASKS: tuple[Task, ...] = (SUPPORT, CODE, WRITING)
+
+# A chat product: the support topics as multi-turn sessions. Every turn's input is the whole conversation:
+# this system prompt, the earlier turns (with the answers the user saw) and, for lookups, a tool message.
+CHAT = Task(app="support-chat", name="chat", topics=SUPPORT.topics)
+CHAT_SYSTEM = (
+    "You are the support assistant of Acme. Answer in at most three sentences, name the exact menu path, "
+    "and never ask for a password. The customer is on the {segment} plan."
+)
+# what a user says next after an answer that helped: about the same thing ({slot} is the earlier turn's)
+CHAT_FOLLOWUPS = (
+    "Thanks. Does that also hold for {slot}?",
+    "OK, done. And if that does not fix it for {slot}, what then?",
+    "How long does that usually take for {slot}?",
+)
+CHAT_LOOKUP = "Let me look that up."
+CHAT_TOOL_RESULT = '{{"lookup": "{topic}", "item": "{slot}", "status": "found"}}'
 GENERIC_BAD = _GENERIC_BAD
 SEGMENTS = ("free", "pro", "enterprise")
 LOCALES = ("en-US", "en-GB", "de-DE", "fr-FR")

@@ -6,6 +6,11 @@ and abandoned; good ones are copied and accepted. About 1% get an explicit ratin
 feedback arrives late, some out of order, some twice. With drift on, the topic mix shifts
 halfway, a new topic appears and model versions change (one of them silently gets worse).
 
+A share of sessions (`chat_share`) is a chat product: multi-turn conversations under a system prompt, where each
+turn's input holds the earlier turns with the answers the user saw, the next turn follows from the last (a
+follow-up about the same item, or a rephrase after a bad answer), a retry regenerates the turn from the same
+conversation, and lookups add a tool message.
+
 `generate` yields (event dict, truth row or None) in arrival order, with bounded memory.
 """
 
@@ -20,14 +25,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from flywheel_feedback.schemas.events import utc_iso
-from flywheel_feedback.services.simulator.catalog import GENERIC_BAD, LOCALES, NEW_TOPIC, SEGMENTS, TASKS, Task, Topic
+from flywheel_feedback.services.simulator.catalog import (
+    CHAT,
+    CHAT_FOLLOWUPS,
+    CHAT_LOOKUP,
+    CHAT_SYSTEM,
+    CHAT_TOOL_RESULT,
+    GENERIC_BAD,
+    LOCALES,
+    NEW_TOPIC,
+    SEGMENTS,
+    TASKS,
+    Task,
+    Topic,
+)
 
 # model per app, and its versions before / after the drift point, with the chance of a good output
 MODELS: dict[str, tuple[str, str, float, str, float]] = {
     "support-bot": ("support-llm", "2026-09-01", 0.72, "2026-11-15", 0.55),
     "code-assistant": ("code-llm", "v3.1", 0.68, "v3.2", 0.80),
     "writing-helper": ("write-llm", "w-7", 0.78, "w-7", 0.78),
+    "support-chat": ("chat-llm", "c-2026-10", 0.70, "c-2026-11", 0.62),
 }
+Message = dict[str, str]
 
 PII_SNIPPETS = (
     " You can reach me at jane.doe{n}@example.com.",
@@ -60,6 +80,7 @@ class SimulationConfig:
     duplicate_rate: float = 0.01
     late_rate: float = 0.05
     pii_rate: float = 0.03
+    chat_share: float = 0.1  # of sessions: the chat product's multi-turn conversations
     # Signal-rate multipliers (keyword-only): how much likelier than by default a user copies or edits an
     # output, for traffic unlike the default mix (e.g. copy_scale=0.1, edit_scale=2.0 with rating_rate=0).
     copy_scale: float = field(default=1.0, kw_only=True)
@@ -131,14 +152,71 @@ def generate(config: SimulationConfig) -> Iterator[tuple[dict[str, Any], Truth |
         i += 1
         yield from clock.pop_until(ts)
         late = i / max(config.interactions, 1) >= config.drift_at
-        task = rng.choices(TASKS, weights=(5, 3, 2))[0]
+        chat = rng.random() < config.chat_share
+        task = CHAT if chat else rng.choices(TASKS, weights=(5, 3, 2))[0]
         user = rng.choice(users)
-        if user not in sessions or rng.random() < 0.2:
+        if chat or user not in sessions or rng.random() < 0.2:
             sessions[user] = f"s-{rng.getrandbits(48):012x}"
-        made += _interaction(rng, clock, config, task, user, sessions[user], segment_of[user], ts, late, retry_of=None)[
-            0
-        ]
+        if chat:
+            made += _chat(rng, clock, config, user, sessions[user], segment_of[user], ts, late,
+                          budget=config.interactions - made)
+        else:
+            made += _interaction(rng, clock, config, task, user, sessions[user], segment_of[user], ts, late,
+                                 given=None).made
     yield from clock.pop_until(None)
+
+
+@dataclass(frozen=True)
+class _Served:
+    made: int  # interactions emitted: this one, and a regeneration
+    interaction_id: str
+    shown: str  # the answer the user went on with: the regeneration's when they retried
+    next_turn: tuple[str, str, Topic] | None  # the follow-up prompt the user sent (prompt, slot, topic)
+    left: bool  # the user left (silently or explicitly): the conversation ends
+
+
+def _chat(
+    rng: random.Random,
+    clock: _Clock,
+    config: SimulationConfig,
+    user: str,
+    session: str,
+    segment: str,
+    ts: datetime,
+    late: bool,
+    *,
+    budget: int,
+) -> int:
+    """One chat session of 1-4 turns; each turn's input is the conversation so far. Returns interactions made."""
+    topics, weights = _mix(CHAT, late, config.drift)
+    topic = rng.choices(topics, weights=weights)[0]
+    slot = rng.choice(topic.slots)
+    prompt = rng.choice(topic.prompts).format(slot=slot)
+    has_pii = rng.random() < config.pii_rate  # the first message holds it, and so every later turn's input
+    if has_pii:
+        n = rng.randrange(10_000)
+        prompt += rng.choice(PII_SNIPPETS).format(n=n, card=planted_card(n))
+    history: list[Message] = [{"role": "system", "content": CHAT_SYSTEM.format(segment=segment)}]
+    turns = min(rng.choice((1, 2, 2, 3, 3, 4)), max(1, (budget + 2) // 2))  # a turn makes at most 2
+    followups = rng.sample(CHAT_FOLLOWUPS, len(CHAT_FOLLOWUPS))  # each said once per conversation
+    made = 0
+    for turn in range(turns):
+        asked: list[Message] = [{"role": "user", "content": prompt}]
+        if rng.random() < 0.25:  # the assistant looked something up before answering
+            asked += [{"role": "assistant", "content": CHAT_LOOKUP},
+                      {"role": "tool", "content": CHAT_TOOL_RESULT.format(topic=topic.name, slot=slot)}]
+        served = _interaction(rng, clock, config, CHAT, user, session, segment, ts, late,
+                              given=(prompt, slot, topic), history=history + asked, has_pii=has_pii)
+        made += served.made
+        history = [*history, *asked, {"role": "assistant", "content": served.shown}]
+        if turn == turns - 1 or (served.left and served.next_turn is None):
+            break
+        if served.next_turn is not None:  # what the user typed next is the next turn (a rephrase, or a new topic)
+            prompt, slot, topic = served.next_turn
+        else:
+            prompt = followups.pop().format(slot=slot)
+        ts += timedelta(seconds=rng.uniform(60, 240))
+    return made
 
 
 def _interaction(
@@ -152,13 +230,18 @@ def _interaction(
     ts: datetime,
     late: bool,
     *,
-    retry_of: tuple[str, str, Topic] | None,
-) -> tuple[int, str]:
-    """Emit one interaction and the user's reactions; returns how many interactions were made, and its id."""
+    given: tuple[str, str, Topic] | None,
+    history: list[Message] | None = None,
+    retry: bool = False,
+    has_pii: bool = False,
+) -> _Served:
+    """Emit one interaction and the user's reactions. `given` (prompt, slot, topic) is a retried or a chat
+    turn's question; `history`, a chat turn's whole input (ending with the question or a tool result);
+    `has_pii`, whether that chat's first message holds planted personal data."""
     topics, weights = _mix(task, late, config.drift)
     model_id, v1, p1, v2, p2 = MODELS[task.app]
     version, p_good = (v2, p2) if (late and config.drift) else (v1, p1)
-    if retry_of is None:
+    if given is None:
         topic = rng.choices(topics, weights=weights)[0]
         slot = rng.choice(topic.slots)
         prompt = rng.choice(topic.prompts).format(slot=slot)
@@ -167,8 +250,8 @@ def _interaction(
             n = rng.randrange(10_000)
             prompt += rng.choice(PII_SNIPPETS).format(n=n, card=planted_card(n))
     else:
-        prompt, slot, topic = retry_of
-        has_pii = False
+        prompt, slot, topic = given
+    if retry:
         p_good = min(0.95, p_good + 0.1)  # a regeneration is a bit likelier to be fine
     good = rng.random() < p_good
     good_text = rng.choice(topic.good).format(slot=slot)
@@ -185,7 +268,7 @@ def _interaction(
         "app": task.app,
         "task": task.name,
         "model": {"id": model_id, "version": version, "provider": "internal"},
-        "input": {"prompt": prompt},
+        "input": {"prompt": prompt} if history is None else {"messages": [dict(m) for m in history]},
         "output": output,
         "latency_ms": int(rng.lognormvariate(6.5, 0.4)),
         "metadata": {"segment": segment, "locale": rng.choice(LOCALES)},
@@ -218,7 +301,9 @@ def _interaction(
 
     if rng.random() < 0.6:
         feedback("dwell", rng.uniform(5, 30), dwell_ms=int(rng.lognormvariate(10.0 if good else 8.6, 0.6)))
+    shown, next_turn = output, None
     silent = not good and rng.random() < 0.3  # bad and the user just leaves: inferred later
+    left = silent
     if not silent:
         if chance(0.55 * config.copy_scale, 0.08 * config.copy_scale):
             feedback("copy", rng.uniform(3, 40), chars=len(output))
@@ -231,23 +316,30 @@ def _interaction(
             feedback("correction", rng.uniform(20, 200), text=good_text)
         if chance(0.02, 0.12):
             feedback("abandon", rng.uniform(2, 30), reason=rng.choice(("closed_tab", "navigated_away")))
+            left = True
         if chance(0.15, 0.35):
             if good:
                 other = rng.choice(topics)
-                follow = rng.choice(other.prompts).format(slot=rng.choice(other.slots))
+                other_slot = rng.choice(other.slots)
+                follow = rng.choice(other.prompts).format(slot=other_slot)
+                next_turn = (follow, other_slot, other)
             else:  # a rephrase of the same question
                 follow = rng.choice(topic.prompts).format(slot=slot)
                 if follow == prompt:
                     follow = "I mean: " + prompt.lower()
+                next_turn = (follow, slot, topic)
             feedback("followup", rng.uniform(15, 90), prompt=follow)
-        if retry_of is None and chance(0.04, 0.35):
+        if not retry and chance(0.04, 0.35):
             delay = rng.uniform(2, 20)
             new_ts = ts + timedelta(seconds=delay)
-            regenerated, new_iid = _interaction(
-                rng, clock, config, task, user, session, segment, new_ts, late, retry_of=(prompt, slot, topic)
-            )
-            made += regenerated
-            feedback("retry", delay, new_interaction_id=new_iid)
+            # the same input again: a chat turn is regenerated from the same conversation
+            regenerated = _interaction(rng, clock, config, task, user, session, segment, new_ts, late,
+                                       given=(prompt, slot, topic), history=history, retry=True,
+                                       has_pii=has_pii and history is not None)
+            made += regenerated.made
+            shown = regenerated.shown
+            next_turn = regenerated.next_turn or next_turn
+            feedback("retry", delay, new_interaction_id=regenerated.interaction_id)
     if rng.random() < config.rating_rate:
         if rng.random() < 0.5:
             up = rng.random() < (0.9 if good else 0.15)
@@ -255,4 +347,4 @@ def _interaction(
         else:
             base = rng.choice((4, 5)) if good else rng.choice((1, 2, 2, 3))
             feedback("rating", rng.uniform(5, 120), score=base, comment="thanks" if good else "not what I asked")
-    return made, iid
+    return _Served(made, iid, shown, next_turn, left)

@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from flywheel_feedback.services.slices.api import load_export, load_slice
+from flywheel_feedback.services.slices.api import load_export, load_export_dataset, load_slice
 
-__all__ = ["load_export", "load_slice"]
+__all__ = ["load_export", "load_export_dataset", "load_slice"]

@@ -24,7 +24,6 @@ from flywheel_feedback.services.lake.store import ObjectStore, open_store
 from flywheel_feedback.services.slices.definitions import DefinitionError
 from flywheel_feedback.services.slices.traffic import NoTrafficError
 from flywheel_feedback.services.slices.versions import (
-    DATA,
     EXPORTS_PREFIX,
     MANIFEST,
     RETIRED,
@@ -35,6 +34,7 @@ from flywheel_feedback.services.slices.versions import (
     open_version,
     read_file,
     read_frame,
+    sha256,
     slice_root,
 )
 
@@ -84,6 +84,24 @@ def load_export(
     return read_frame(store, open_version(store, export_root(kind), version), verify=verify)
 
 
+def load_export_dataset(
+    kind: str,
+    version: int | None = None,
+    *,
+    lake: str | Path | ObjectStore | None = None,
+    s3_options: Mapping[str, Any] | None = None,
+    verify: bool = True,
+) -> Any:
+    """A training export version as a Hugging Face `datasets.Dataset` (needs the `datasets` package), its
+    columns and rows those of `load_export`: what TRL's trainers take as their dataset."""
+    try:
+        from datasets import Dataset
+    except ImportError as e:
+        raise ImportError("load_export_dataset needs the `datasets` package: pip install datasets") from e
+    frame = load_export(kind, version, lake=lake, s3_options=s3_options, verify=verify)
+    return Dataset.from_polars(frame)
+
+
 def pull(store: ObjectStore, root: str, version: int | None, dest: Path) -> list[Path]:
     """Copy a version's files (verified, the bytes the manifest hashed) and its manifest to `dest/<root>/v<k>/`;
     an export also gets data.jsonl, its records in the layout trainers read. Returns the paths."""
@@ -100,7 +118,12 @@ def pull(store: ObjectStore, root: str, version: int | None, dest: Path) -> list
     if root.startswith(f"{EXPORTS_PREFIX}/"):
         kind = cast("Kind", root.split("/", 1)[1])  # open_version checked it is a kind
         path = folder / JSONL
-        path.write_bytes(jsonl_bytes(kind, pl.read_parquet(folder / DATA)))
+        data = jsonl_bytes(kind, read_frame(store, published))
+        expected = published.manifest.get("derived_files", {}).get(JSONL)
+        if expected is not None and expected["sha256"] != sha256(data):
+            raise IntegrityError(f"{root} v{published.version}: the JSON lines made from its records do not match "
+                                 f"the manifest's sha256 {expected['sha256']}")
+        path.write_bytes(data)
         written.append(path)
     path = folder / MANIFEST
     path.write_text(json.dumps(published.manifest, indent=2, sort_keys=True))

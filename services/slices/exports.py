@@ -3,9 +3,10 @@
 Each kind is a Delta table, `exports/<kind>`, partitioned by version (`services/slices/versions.py`): version k
 is one commit holding its records (every column) and a manifest with lineage: the Delta versions of the tables
 read (raw events, labels, gold), the Kafka offsets behind them, the labeling-function set and label-model
-versions, the model versions covered, the options, the parent export, and the eval slices held out. The
-JSON-lines layout trainers read (chat messages for SFT, prompt/chosen/rejected for pairs, text/label/confidence
-for classifiers) is made from a version's verified records (`read_jsonl`, `export pull`). Items of the latest
+versions, the model versions covered, the options, the parent export, and the eval slices held out. The records
+are in the layout trainers read (labeling/exports.py: conversations for SFT, conversational prompt/chosen/rejected
+for pairs, text/label/confidence/source for classifiers); their JSON lines (`read_jsonl`, `export pull`) hold the
+same columns, and the manifest names their hash too (`derived_files`). Items of the latest
 version of every slice are excluded by default, so nothing a model is evaluated on is trained on. All text is
 masked before it reaches a record.
 """
@@ -22,10 +23,12 @@ from typing import Any
 
 import polars as pl
 
-from flywheel_feedback.labeling.exports import Kind, classifier_records, jsonl_layout, preference_pairs, sft_records
+from flywheel_feedback.labeling.exports import COLUMNS, Kind, classifier_records, preference_pairs, sft_records
 from flywheel_feedback.labeling.records import mask_distinct, with_reference
+from flywheel_feedback.services.lake.delta import TableSpec
 from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.lake.tables import EXPORT_VERSIONS
 from flywheel_feedback.services.slices.announce import Announcer, announce_pending
 from flywheel_feedback.services.slices.manifest import export_manifest
 from flywheel_feedback.services.slices.traffic import read_traffic
@@ -36,9 +39,11 @@ from flywheel_feedback.services.slices.versions import (
     latest_version,
     list_roots,
     open_version,
+    part_schemas,
     publish,
     read_frame,
     read_manifest,
+    sha256,
 )
 
 log = logging.getLogger(__name__)
@@ -70,11 +75,21 @@ def held_out(store: ObjectStore) -> tuple[pl.DataFrame, dict[str, int]]:
     return ids, versions
 
 
+def export_table(kind: Kind) -> TableSpec:
+    return EXPORT_VERSIONS[kind]
+
+
 def jsonl_bytes(kind: Kind, records: pl.DataFrame) -> bytes:
-    """An export's records in the JSON-lines layout of its kind."""
+    """An export's records as JSON lines: the columns (and types) of its Parquet file."""
     buf = io.BytesIO()
-    jsonl_layout(kind, records).write_ndjson(buf)
+    records.select(COLUMNS[kind]).cast(part_schemas(export_table(kind))[DATA]).write_ndjson(buf)
     return buf.getvalue()
+
+
+def derived_files(kind: Kind, records: pl.DataFrame) -> dict[str, dict[str, Any]]:
+    """What the manifest says of the files made from a version's records (the JSON lines): hash, size, rows."""
+    data = jsonl_bytes(kind, records)
+    return {JSONL: {"sha256": sha256(data), "bytes": len(data), "rows": records.height, "from": DATA}}
 
 
 def read_jsonl(store: ObjectStore, kind: Kind, version: int | None = None) -> bytes:
@@ -135,6 +150,7 @@ def export(
         parent_manifest=read_manifest(store, root, parent) if parent else None,
         created_at=now or datetime.now(UTC),
     )
+    manifest["derived_files"] = derived_files(kind, records)
     if dry_run:
         return ExportResult(kind, version, records.height, manifest, records, published=False,
                             seconds=time.perf_counter() - started)

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 import polars as pl
 
+from flywheel_feedback.labeling.conversations import mask_messages
 from flywheel_feedback.labeling.records import mask_distinct
 from flywheel_feedback.services.annotation.gold import gold_version, read_gold_responses
 from flywheel_feedback.services.errors import FlywheelError
@@ -34,6 +35,7 @@ LABEL_COLUMNS: Final[dict[str, pl.DataType]] = {
     "model_id": pl.String(),
     "model_version": pl.String(),
     "input_text": pl.String(),
+    "input_messages": pl.String(),
     "output_text": pl.String(),
     "edited_text": pl.String(),
     "correction_text": pl.String(),
@@ -86,7 +88,7 @@ def read_traffic(store: ObjectStore, *, tasks: Sequence[str] = (), as_of: dateti
         raise NoTrafficError(f"no labeled interactions in {store.url} for tasks {list(tasks) or 'any'}"
                              + (f" up to {as_of.isoformat()}" if as_of else ""))
     frame = frame.join(_annotator_corrections(store), on="interaction_id", how="left")
-    frame = mask_distinct(frame, ["input_text"])
+    frame = mask_distinct(frame, ["input_text"]).with_columns(mask_messages(frame.get_column("input_messages")))
     newest = frame.get_column("ts").max()
     watermark = as_of if as_of is not None else newest
     if not isinstance(watermark, datetime):

@@ -313,6 +313,7 @@ def _check_absent(store: ObjectStore, spec: TableSpec, root: str, version: int) 
     table = delta.open_table(store, spec)
     if table is not None:
         _check_columns(table, spec)
+        table = delta.add_missing_columns(store, spec, table)
         done = _from_history(table)
         if version in done:
             raise VersionExistsError(
@@ -350,9 +351,15 @@ def _stored(spec: TableSpec, schema: pl.Schema) -> pl.Schema:
 
 
 def _check_columns(table: DeltaTable, spec: TableSpec) -> None:
-    have = [f.name for f in table.schema().fields]
-    if have != spec.schema.names():
-        raise ValueError(f"{spec.name} has the columns {have}; this code writes {spec.schema.names()}")
+    """The table's columns must hold what this code writes: a column it lacks is added (older versions read it
+    as null), a column only older versions wrote stays (null in newer ones), a column of another type cannot."""
+    have = {f.name: str(f.type) for f in table.schema().fields}
+    wanted = {f.name: str(f.type) for f in _delta_schema(spec).fields}
+    clash = sorted(c for c in wanted.keys() & have.keys() if have[c] != wanted[c])
+    if clash:
+        raise ValueError(f"{spec.name} holds the columns {clash} as {[have[c] for c in clash]}; this code writes "
+                         f"them as {[wanted[c] for c in clash]} (a layout an older flywheel published): move the "
+                         "table aside to publish the new layout")
 
 
 def commit(

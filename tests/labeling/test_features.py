@@ -57,6 +57,18 @@ def test_one_row_per_interaction_with_what_was_served() -> None:
     assert rows["a"]["segment"] == "pro" and rows["a"]["model_version"] == "1"
 
 
+def test_a_chat_input_is_kept_whole_and_its_last_user_message_is_the_text() -> None:
+    chat = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "my invoice is wrong"},
+            {"role": "assistant", "content": "which plan?"}, {"role": "user", "content": "the Pro plan"},
+            {"role": "tool", "content": '{"plan": "Pro"}'}]
+    event = served("c") | {"input": {"messages": chat}}
+    rows = features([event, served("p"), fb("c", "followup", 30, prompt="the pro plan please")])
+    assert rows["c"]["input_text"] == "the Pro plan"  # what rephrase similarity compares
+    assert json.loads(rows["c"]["input_messages"]) == chat
+    assert rows["p"]["input_messages"] is None
+    assert rows["c"]["rephrase_similarity"] > 0.75  # against "the Pro plan", not the whole conversation
+
+
 def test_edit_ratio_is_the_normalised_distance_to_the_kept_text() -> None:
     rows = features(
         [

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import polars as pl
 import pytest
 
+from flywheel_feedback.labeling.conversations import mask_messages
 from flywheel_feedback.labeling.pii import find_pii
 from flywheel_feedback.labeling.records import SLICE_SCHEMA, mask_distinct, slice_records, with_reference
 
@@ -51,8 +53,13 @@ def test_slice_records_have_the_slice_schema_and_human_labels_are_certain() -> N
         "reference_output": [None, "better"],
         "reference_source": [None, "user_edit"],
         "lf_fingerprint": ["f", "f"],
+        "input_messages": ['[{"role":"system","content":"s"},{"role":"user","content":"q1"}]', None],
     })
     out = slice_records(rows, cluster_names=["zero", "one"])
+    # the whole input: a chat's messages, a plain prompt as one user message
+    assert out.get_column("input_messages").to_list() == [
+        [{"role": "user", "content": "q2"}], [{"role": "system", "content": "s"}, {"role": "user", "content": "q1"}],
+    ]
     assert out.schema == SLICE_SCHEMA
     assert out.get_column("interaction_id").to_list() == ["a", "b"]
     assert out.get_column("topic").to_list() == ["zero", "one"]
@@ -63,3 +70,13 @@ def test_slice_records_have_the_slice_schema_and_human_labels_are_certain() -> N
     assert all(not find_pii(t) for t in out.get_column("input").to_list())
     with pytest.raises(ValueError, match="missing"):
         slice_records(rows.drop("stratum"), cluster_names=[])
+
+
+def test_each_message_of_a_conversation_is_masked_on_its_own() -> None:
+    chat = json.dumps([{"role": "system", "content": 'say "hi"'},
+                       {"role": "user", "content": "password: hunter2\" and mail jane@example.com"}])
+    out = mask_messages(pl.Series("m", [chat, None, chat]))
+    decoded = json.loads(out[0])
+    assert [m["role"] for m in decoded] == ["system", "user"] and decoded[0]["content"] == 'say "hi"'
+    assert "jane@example.com" not in decoded[1]["content"] and "[EMAIL_1]" in decoded[1]["content"]
+    assert out[1] is None and out[2] == out[0]

@@ -92,9 +92,14 @@ def test_duckdb_reads_the_labels_table(labeled_lake: LocalStore) -> None:
     # the label itself, joined in SQL as the README shows, is what read_labels gives
     patterns = labeled_lake.table_uri("labels/patterns")
     joined = duckdb_with_delta().execute(
-        f"SELECT l.interaction_id, coalesce(l.gold_label, p.weak_label) AS label, p.confidence "
-        f"FROM delta_scan('{uri}') l LEFT JOIN delta_scan('{patterns}') p USING (pattern) ORDER BY 1"
+        "SELECT l.interaction_id,"
+        " CASE WHEN l.gold_label IS NOT NULL THEN l.gold_label WHEN p.weak_label <> -1 THEN p.weak_label"
+        " ELSE -1 END AS label,"
+        " CASE WHEN l.gold_label IS NOT NULL OR p.weak_label <> -1 THEN p.confidence END AS confidence,"
+        " CASE WHEN l.gold_label IS NOT NULL THEN 'human' WHEN p.weak_label <> -1 THEN 'weak' ELSE 'none' END"
+        " AS source"
+        f" FROM delta_scan('{uri}') l LEFT JOIN delta_scan('{patterns}') p USING (pattern) ORDER BY 1"
     ).pl()
-    expected = read_labels(labeled_lake, columns=["interaction_id", "label", "confidence"])
+    expected = read_labels(labeled_lake, columns=["interaction_id", "label", "confidence", "source"])
     assert expected is not None
     assert joined.equals(expected.sort("interaction_id"), null_equal=True)

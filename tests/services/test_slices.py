@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from flywheel_feedback.labeling.conversations import MESSAGES
 from flywheel_feedback.labeling.pii import find_pii
 from flywheel_feedback.services.annotation.gold import gold_version
 from flywheel_feedback.services.lake import delta
@@ -39,6 +40,7 @@ from flywheel_feedback.services.slices.versions import (
     slice_root,
     verify_version,
 )
+from tests.chat_formats import openai_chat_problems
 
 from .slices_helpers import capture_and_label, simulate_drift, write_definition
 
@@ -225,8 +227,11 @@ def test_a_forced_renewal_never_queues_an_item_twice(base: Base, tmp_path: Path,
 
 
 def string_values(frame: pl.DataFrame) -> list[str]:
+    """Every distinct text of the frame: its string columns and the contents of its conversations."""
     flat = frame.select(pl.col(pl.String)).unpivot().get_column("value").drop_nulls()
-    return flat.unique().to_list()
+    contents = [frame.get_column(c).explode().struct.field("content") for c, t in frame.schema.items()
+                if t == MESSAGES]
+    return pl.concat([flat, *contents]).drop_nulls().unique().to_list()
 
 
 def test_no_planted_pii_reaches_a_slice_or_an_export(renewed: tuple[LocalStore, RenewalResult]) -> None:
@@ -247,9 +252,10 @@ def test_no_planted_pii_reaches_a_slice_or_an_export(renewed: tuple[LocalStore, 
         assert result.version is not None
         for line in read_jsonl(store, kind, result.version).splitlines():
             record = json.loads(line)
-            texts = [m["content"] for m in record.get("messages", [])]
-            texts += [record[k] for k in ("prompt", "chosen", "rejected", "text") if k in record]
-            assert texts and not [t for t in texts if find_pii(t)], (kind, record["id"])
+            texts = [m["content"] for k in ("messages", "prompt", "chosen", "rejected") for m in record.get(k, [])]
+            texts += [record[k] for k in ("text",) if k in record]
+            assert texts and not [t for t in texts if find_pii(t)], (kind, record.get("pair_id"),
+                                                                     record.get("interaction_id"))
     # ids are UUIDs, which look like phone numbers to the detector: check the text columns
     ids = ("interaction_id", "pair_id", "chosen_interaction_id", "stratum")
     leaks = [t for frame in outputs for t in string_values(frame.drop(ids, strict=False)) if find_pii(t)]
@@ -266,7 +272,8 @@ def test_exports_pair_different_texts_hold_out_eval_items_and_record_lineage(
     pairs = export(store, "preference")
     frame = pairs.data
     assert frame.height > 0
-    norm = [pl.col(c).str.replace_all(r"\s+", " ").str.strip_chars() for c in ("chosen", "rejected")]
+    norm = [pl.col(c).list.first().struct.field("content").str.replace_all(r"\s+", " ").str.strip_chars()
+            for c in ("chosen", "rejected")]
     assert frame.select((norm[0] != norm[1]).all()).item()
     assert {"annotator_correction", "user_edit", "accepted_regeneration"} <= set(frame.get_column("source"))
     sft = export(store, "sft")
@@ -278,7 +285,8 @@ def test_exports_pair_different_texts_hold_out_eval_items_and_record_lineage(
         assert not result.data.get_column("interaction_id").is_in(v2_ids.implode()).any()
         assert result.manifest["labeling"]["lf_fingerprints"] and result.manifest["source"]["lake_snapshots"]
     sft_lines = [json.loads(line) for line in io.BytesIO(read_jsonl(store, "sft", 1)).read().splitlines()]
-    assert sft_lines and all([m["role"] for m in line["messages"]] == ["user", "assistant"] for line in sft_lines)
+    assert sft_lines and all(openai_chat_problems(line) == [] for line in sft_lines)
+    assert all(list(line) == sft.data.columns for line in sft_lines), (list(sft_lines[0]), sft.data.columns)
     later = export(store, "sft")
     assert later.manifest is not None and later.manifest["parent"]["version"] == sft.version
     # time travel: the earlier export still reads exactly what it was built from

@@ -12,6 +12,7 @@ from typing import Any
 import polars as pl
 import pytest
 
+from flywheel_feedback.labeling.conversations import MESSAGES
 from flywheel_feedback.labeling.records import SLICE_SCHEMA
 from flywheel_feedback.services.lake.store import ObjectStore, open_store
 from flywheel_feedback.services.lake.tables import EXPORT_VERSIONS
@@ -46,8 +47,15 @@ def slice_rows(tag: str, n: int = 5) -> pl.DataFrame:
 
 
 def sft_rows(tag: str, n: int = 4) -> pl.DataFrame:
-    return pl.DataFrame({c: [f"{tag}-{i}" for i in range(n)] if t == pl.String else [0.9] * n
-                         for c, t in SFT.items()}, schema=SFT)
+    def column(t: pl.DataType) -> list[Any]:
+        if t == pl.String:
+            return [f"{tag}-{i}" for i in range(n)]
+        if t == MESSAGES:
+            return [[{"role": "user", "content": f"{tag}-{i}"}, {"role": "assistant", "content": "a"}]
+                    for i in range(n)]
+        return [0.9] * n
+
+    return pl.DataFrame({c: column(t) for c, t in SFT.items()}, schema=SFT)
 
 
 def publisher(url: str, options: dict[str, str], version: int, tag: str, barrier: Any, results: Any) -> None:
