@@ -30,6 +30,7 @@ from flywheel_feedback.services.slices.exports import JSONL, export
 from flywheel_feedback.services.slices.versions import DATA, MANIFEST, export_root, publish, sha256
 from tests.chat_formats import conversational, openai_chat_problems
 from tests.services.slices_helpers import capture_and_label, write_definition
+from tests.trl_side import run_check
 
 KINDS: tuple[Kind, ...] = ("sft", "preference", "classifier")
 
@@ -143,19 +144,16 @@ def test_no_planted_personal_data_reaches_a_conversation_of_a_slice_or_an_export
     assert [c for c in contents if find_pii(c)] == []
 
 
-def test_trl_reads_the_exports_as_conversational(chat_lake: ChatLake) -> None:
-    data_utils = pytest.importorskip(
-        "trl.data_utils", reason="TRL's data utilities need trl and transformers (130 MB, not in the dev extra); "
-        "tests/chat_formats.py's equivalent checks run always")
-    sft = load_export_dataset("sft", lake=chat_lake.store)
-    assert all(data_utils.is_conversational(row) for row in sft)
-    pairs = load_export_dataset("preference", lake=chat_lake.store)
-    assert all(data_utils.is_conversational(row) for row in pairs)
-    # an explicit prompt stays as it is, and the pairs unpair into prompt/completion/label rows
-    assert all(data_utils.maybe_extract_prompt(row) == row for row in pairs.select(range(min(50, pairs.num_rows))))
-    unpaired = data_utils.unpair_preference_dataset(pairs.select_columns(["prompt", "chosen", "rejected"]))
-    assert unpaired.num_rows == 2 * pairs.num_rows
-    assert all(data_utils.is_conversational(row) and row["completion"][0]["role"] == "assistant" for row in unpaired)
+@pytest.mark.slow
+def test_trl_reads_the_pulled_exports_as_conversational(chat_lake: ChatLake) -> None:
+    """The pulled files as a trainer gets them: loaded by `datasets`, read by TRL's own data utilities
+    (installed beside the project, tests/trl_side.py)."""
+    script = Path(__file__).resolve().parent.parent / "trl_check.py"
+    summary = run_check(script, str(chat_lake.pulled["sft"]), str(chat_lake.pulled["preference"]))
+    assert summary["sft_parquet"] == summary["sft_json"] == len(load_export("sft", lake=chat_lake.store))
+    pairs = len(load_export("preference", lake=chat_lake.store))
+    assert summary["preference_parquet"] == summary["preference_json"] == pairs
+    assert summary["unpaired_json"] == 2 * pairs
 
 
 def test_an_eval_slice_row_of_a_chat_holds_the_whole_conversation(chat_lake: ChatLake) -> None:
