@@ -45,6 +45,10 @@ class FlywheelMetrics:
             "flywheel_slice_drift", "Divergence of each slice from recent traffic", ["slice"], registry=r
         )
         self.errors = Counter("flywheel_errors", "Failures of a component's periodic work", ["component"], registry=r)
+        self.dependency_up = Gauge(
+            "flywheel_dependency_up", "1 while a dependency (kafka, lake, argilla) answers its probe", ["dependency"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
