@@ -347,7 +347,8 @@ class FlywheelServer:
                          tasks: list[asyncio.Task[None]], threads: list[threading.Thread]) -> None:
         """Stop taking work, flush, deregister, within the grace period; say what was done and what was not."""
         started = time.monotonic()
-        deadline = started + self.settings.grace_s
+        # a margin for what follows the shutdown (the interpreter's exit), so the process is gone within grace_s
+        deadline = started + self.settings.grace_s - min(1.0, self.settings.grace_s / 10)
 
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
