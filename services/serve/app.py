@@ -363,13 +363,13 @@ class FlywheelServer:
         self._stop.set()
         log.info("shutting down within %.0fs: no new work; flushing capture", self.settings.grace_s)
         abandoned: list[str] = []
-        before = self.capture.flushed_events
+        before = self.capture.batcher.written
         try:
             # the consumer stops; what it holds is written and committed (what it polled after is read again)
             await asyncio.wait_for(capture.__aexit__(None, None, None), timeout=left())
         except TimeoutError:
             abandoned.append("capture flush (its events are read again from Kafka by the next run)")
-        flushed_at_exit = self.capture.flushed_events - before
+        flushed_at_exit = self.capture.batcher.written - before
         for task in tasks:
             task.cancel()
         for thread in threads:
@@ -384,7 +384,7 @@ class FlywheelServer:
         pending = "unknown" if self.pending is None else str(self.pending)
         log.info("stopped in %.1fs: %d events written to the lake this run (%d flushed at exit), %d items pushed "
                  "to Argilla, %s left pending in the outbox; abandoned: %s", time.monotonic() - started,
-                 self.capture.flushed_events, flushed_at_exit, self.pushed, pending,
+                 self.capture.batcher.written, flushed_at_exit, self.pushed, pending,
                  "; ".join(abandoned) if abandoned else "nothing")
         self.abandoned = abandoned
 

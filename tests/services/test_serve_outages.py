@@ -119,6 +119,7 @@ def test_kafka_stopped_and_back_under_serve(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, log.read_text()[-4000:]
         assert landed_once(store, ids) and read_events(store).height == len(ids)
+        assert "stopped in" in log.read_text() and f"{len(ids)} events written to the lake this run" in log.read_text()
     finally:
         producer.close(5)
         stop_serve(process)
@@ -194,6 +195,7 @@ def test_lake_unreachable_and_back_under_serve(tmp_path: Path, kafka_bootstrap: 
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0, log.read_text()[-4000:]
         assert landed_once(store, ids) and read_events(store).height == len(ids)
+        assert "stopped in" in log.read_text() and f"{len(ids)} events written to the lake this run" in log.read_text()
     finally:
         producer.close(5)
         stop_serve(process)
