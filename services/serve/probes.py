@@ -32,7 +32,7 @@ class KafkaProbe:
     reaches the broker, then kept: it reconnects by itself)."""
 
     def __init__(self, kafka: KafkaSettings, *, topic: str, group: str, timeout_s: float,
-                 on_lag: Callable[[int], None]) -> None:
+                 on_lag: Callable[[float], None]) -> None:
         self.bootstrap = kafka.bootstrap_servers
         self.topic, self.group, self.timeout_s = topic, group, timeout_s
         self._on_lag = on_lag
@@ -43,6 +43,7 @@ class KafkaProbe:
         try:
             self._on_lag(self.lag())
         except KafkaError as e:
+            self._on_lag(float("nan"))  # unknown, not the last value measured: a stale 0 looked like no lag
             raise ConnectionError(f"Kafka at {self.bootstrap}: {describe_error(e)}") from None
 
     def _client(self) -> KafkaAdminClient:
@@ -56,7 +57,7 @@ class KafkaProbe:
         """Events in the topic that the group has not committed (0 before the topic exists)."""
         admin = self._client()
         described = admin.describe_topics([self.topic])
-        topic = next((t for t in described if t.get("topic") == self.topic), None)
+        topic = next((t for t in described if t.get("name") == self.topic), None)
         if topic is None or topic.get("error_code") or not topic.get("partitions"):
             return 0
         partitions = [TopicPartition(self.topic, p["partition_index"]) for p in topic["partitions"]]

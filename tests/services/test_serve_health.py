@@ -3,15 +3,17 @@ them, without servers: probes here are plain functions that answer or raise, as 
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
+import pytest
 from kafka.errors import KafkaTimeoutError
 from prometheus_client import CollectorRegistry
 from starlette.testclient import TestClient
 
 from flywheel_feedback.services.gateway.app import build_app, registry_metrics
-from flywheel_feedback.services.lake.store import LocalStore
+from flywheel_feedback.services.lake.store import LocalStore, open_store
 from flywheel_feedback.services.serve.app import FlywheelServer, ServeSettings
 from flywheel_feedback.services.serve.health import (
     LIVENESS_STALE_S,
@@ -20,6 +22,9 @@ from flywheel_feedback.services.serve.health import (
     describe_error,
     retry_delay,
 )
+from flywheel_feedback.services.serve.probes import KafkaProbe, argilla_probe, lake_probe
+from flywheel_feedback.services.settings import KafkaSettings
+from tests.conftest import free_port, require
 
 
 def unreachable() -> None:
@@ -112,3 +117,40 @@ def test_a_server_shutting_down_is_not_ready_whatever_its_dependencies_say(tmp_p
     server.draining = True
     ready, detail = server.readiness()
     assert not ready and detail["reasons"][0] == "shutting down"
+
+
+@pytest.mark.argilla
+def test_the_argilla_probe_answers_for_the_real_server_and_names_a_closed_port() -> None:
+    argilla_probe(require("FLYWHEEL_TEST_ARGILLA_URL"), timeout_s=2)()
+    closed = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(ConnectionError, match=f"Argilla at {closed}: ConnectError"):
+        argilla_probe(closed, timeout_s=2)()
+
+
+@pytest.mark.s3
+def test_the_lake_probe_gives_up_quickly_on_a_closed_port(s3_url: str, s3_options: dict[str, str]) -> None:
+    lake_probe(open_store(s3_url, **s3_options), timeout_s=2)()
+    options = {**s3_options, "endpoint_url": f"http://127.0.0.1:{free_port()}"}
+    with pytest.raises(ConnectionError, match="the lake at s3://"):
+        lake_probe(open_store(s3_url, **options), timeout_s=2)()
+
+
+@pytest.mark.kafka
+def test_the_kafka_probe_measures_lag_and_names_a_closed_port(kafka_bootstrap: str, kafka_topic: str) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for i in range(7):
+        producer.send(kafka_topic, b"x", partition=i % 3)
+    producer.flush(30)
+    producer.close()
+    lags: list[float] = []
+    KafkaProbe(KafkaSettings(bootstrap_servers=kafka_bootstrap), topic=kafka_topic, group=f"{kafka_topic}-none",
+               timeout_s=2, on_lag=lags.append)()
+    assert lags == [7]  # nothing committed by that group
+    closed = f"127.0.0.1:{free_port()}"
+    probe = KafkaProbe(KafkaSettings(bootstrap_servers=closed), topic=kafka_topic, group="g", timeout_s=2,
+                       on_lag=lags.append)
+    with pytest.raises(ConnectionError, match=f"Kafka at {closed}"):
+        probe()
+    assert math.isnan(lags[-1])
