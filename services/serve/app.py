@@ -354,7 +354,7 @@ class FlywheelServer:
         """Stop taking work, flush, deregister, within the grace period; say what was done and what was not."""
         started = time.monotonic()
         # a margin for what follows the shutdown (the interpreter's exit), so the process is gone within grace_s
-        deadline = started + self.settings.grace_s - min(1.0, self.settings.grace_s / 10)
+        deadline = started + self.settings.grace_s - min(1.5, self.settings.grace_s / 5)
 
         def left() -> float:
             return max(0.0, deadline - time.monotonic())
@@ -411,9 +411,11 @@ def serve_forever(server: FlywheelServer) -> None:
             loop.add_signal_handler(sig, stop.set)
         await server.run(stop)
 
-    asyncio.run(main())
+    runner = asyncio.Runner()
+    runner.run(main())
     if server.abandoned:
-        # The interpreter would wait for the abandoned work's threads (a writer retrying an unreachable lake):
-        # the grace period is over, and nothing they hold is lost by ending here.
+        # The grace period is over: closing the loop would wait for the abandoned work (a writer retrying an
+        # unreachable lake, the consumer's poll), and nothing it holds is lost by ending here.
         logging.shutdown()
         os._exit(0)
+    runner.close()

@@ -200,3 +200,53 @@ def test_lake_unreachable_and_back_under_serve(tmp_path: Path, kafka_bootstrap: 
         producer.close(5)
         stop_serve(process)
         s3.stop()
+
+
+@pytest.mark.s3
+def test_sigterm_while_the_lake_is_unreachable_exits_within_the_grace_period_and_loses_nothing(
+    tmp_path: Path, kafka_bootstrap: str, kafka_topic: str
+) -> None:
+    """Capture cannot flush what it holds: the process gives up at the end of its grace period (saying so) and
+    the next run, once the lake is back, writes those events from Kafka, once each."""
+    s3 = OwnS3(tmp_path / "run").start()
+    conf = s3.settings()
+    endpoint, url = conf["FLYWHEEL_TEST_S3_ENDPOINT"], f"s3://{conf['FLYWHEEL_TEST_S3_BUCKET']}/lake"
+    credentials = {"AWS_ACCESS_KEY_ID": conf["FLYWHEEL_TEST_S3_ACCESS_KEY"],
+                   "AWS_SECRET_ACCESS_KEY": conf["FLYWHEEL_TEST_S3_SECRET_KEY"], "AWS_DEFAULT_REGION": "us-east-1"}
+    store = S3Store(url, endpoint_url=endpoint, region_name="us-east-1",
+                    aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+                    aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"])
+    port, run, grace = free_port(), unique("g"), 4.0
+    env = {**serve_env(kafka_bootstrap, kafka_topic, port), **credentials, "FLYWHEEL_LAKE_URL": url,
+           "FLYWHEEL_LAKE_S3_ENDPOINT_URL": endpoint, "FLYWHEEL_SERVE_GRACE_S": str(grace)}
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    process = start_serve(env, first)
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    try:
+        wait_for("serve ready", lambda: ready(port), 90, first)
+        ids = produce(producer, kafka_topic, run, range(0, 300))
+        producer.flush(60)
+        wait_for("the first events in the lake", lambda: landed_once(store, ids), 60, first)
+        s3.stop()
+        ids += produce(producer, kafka_topic, run, range(300, 600))
+        producer.flush(60)
+        wait_for("capture retrying its write", lambda: "failed (attempt 1), retrying" in first.read_text(), 60, first)
+
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert process.wait(30) == 0, first.read_text()[-4000:]
+        took = time.monotonic() - signalled
+        print(f"SIGTERM with the lake unreachable: exited in {took:.1f}s (grace {grace:.0f}s)")
+        assert took <= grace, f"exited {took:.1f}s after SIGTERM\n{first.read_text()[-4000:]}"
+        assert "abandoned: capture flush" in first.read_text().strip().splitlines()[-1]
+
+        s3.restart()
+        process = start_serve(env, second)
+        wait_for("every event in the lake", lambda: landed_once(store, ids), 120, second, every_s=1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, second.read_text()[-4000:]
+        assert read_events(store).height == len(ids)
+    finally:
+        producer.close(5)
+        stop_serve(process)
+        s3.stop()
