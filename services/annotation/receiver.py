@@ -209,7 +209,7 @@ def connect_handler(
     on_registered: Callable[[Any], None] | None = None,
 ) -> WebhookHandler:
     """The handler for this process's deliveries: with FLYWHEEL_WEBHOOK_PUBLIC_URL, the webhook is registered
-    with Argilla (created if missing) and verified with the secret Argilla holds for it."""
+    with Argilla (replacing any stale one for that URL) and verified with the secret Argilla holds for it."""
     hook = settings.webhook
     secret = hook.secret.get_secret_value() if hook.secret else None
     if hook.public_url:
