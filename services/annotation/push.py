@@ -6,11 +6,13 @@ Pending items are the outbox rows without sent_at; a batch is marked sent (datas
 Delta commit) only after Argilla confirmed it. A batch that fails because Argilla is unreachable is retried with
 backoff; when retries run out the push stops, and that batch and every later one stay pending for the next push.
 A batch Argilla rejects as invalid (422) is sent record by record, so one bad record holds back only itself.
+With `stop` set (serve's shutdown), the push ends after the batch in flight: the rest stays pending.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ class PushResult:
     per_dataset: dict[str, int] = field(default_factory=dict)
     error: str | None = None  # set when the push stopped early because Argilla was unreachable
     seconds: float = 0.0
+    stopped: bool = False  # ended early because `stop` was set
 
     @property
     def complete(self) -> bool:
@@ -61,6 +64,7 @@ def push(
     queues: Iterable[str] | None = None,
     resend: bool = False,
     progress: Progress | None = None,
+    stop: threading.Event | None = None,
 ) -> PushResult:
     """Send every pending outbox item (every item with `resend`) to its queue's dataset."""
     say = progress or (lambda _: None)
@@ -84,12 +88,16 @@ def push(
     if orphans.height:
         log.warning("%d outbox items have no row in the labels yet: they stay pending", orphans.height)
 
-    tally = _Tally()
+    tally = _Tally(stop=stop or threading.Event())
     error: str | None = None
+    stopped = False
     try:
         client = client or connect(settings)
         for (queue,), group in masked.group_by("queue", maintain_order=True):
             _push_queue(store, client, settings, dataset_name(settings.dataset_prefix, str(queue)), group, tally, say)
+    except _StoppedError:
+        stopped = True
+        log.info("push stopped (shutting down): %d sent, the rest stays pending", tally.sent)
     except ArgillaUnavailableError as exc:
         error = str(exc)
         log.error("push stopped: %s; %d sent, the rest stays pending", error, tally.sent)
@@ -102,6 +110,7 @@ def push(
         per_dataset=dict(tally.per_dataset),
         error=error,
         seconds=time.perf_counter() - started,
+        stopped=stopped,
     )
     log.info("push: %s", result)
     return result
@@ -111,9 +120,14 @@ def push(
 class _Tally:
     """What this push got confirmed so far (kept when Argilla goes away half-way)."""
 
+    stop: threading.Event
     sent: int = 0
     rejected: int = 0
     per_dataset: dict[str, int] = field(default_factory=dict)
+
+
+class _StoppedError(Exception):
+    """`stop` was set: the push ends between batches."""
 
 
 def _push_queue(
@@ -125,16 +139,20 @@ def _push_queue(
     tally: _Tally,
     say: Progress,
 ) -> None:
-    dataset = _retrying(settings, f"dataset {name}", lambda: ensure_dataset(
+    if tally.stop.is_set():
+        raise _StoppedError
+    dataset = _retrying(settings, tally.stop, f"dataset {name}", lambda: ensure_dataset(
         client, name=name, workspace=settings.workspace, min_submitted=settings.min_submitted,
         queue=str(group.item(0, "queue")) if group.height else None))
     total, confirmed = group.height, 0
     started = time.perf_counter()
     say(f"{name}: {total} records to send")
     for offset in range(0, total, settings.batch_size):
+        if tally.stop.is_set():
+            raise _StoppedError
         batch = group.slice(offset, settings.batch_size)
         payloads = build_records(batch)
-        ok_ids = _send_batch(client, settings, dataset.id, name, payloads)
+        ok_ids = _send_batch(client, settings, tally.stop, dataset.id, name, payloads)
         if ok_ids:
             # Only now, after Argilla answered: a crash before this line leaves the batch pending.
             done = batch.filter(pl.col("interaction_id").is_in(ok_ids))
@@ -150,6 +168,7 @@ def _push_queue(
 def _send_batch(
     client: rg.Argilla,
     settings: AnnotationSettings,
+    stop: threading.Event,
     dataset_id: Any,
     name: str,
     payloads: Sequence[RecordPayload],
@@ -160,14 +179,14 @@ def _send_batch(
     models = [_record_model(p) for p in payloads]
     where = f"{name} records {payloads[0].interaction_id}..{payloads[-1].interaction_id}"
     try:
-        _retrying(settings, where, _upsert(client, dataset_id, models))
+        _retrying(settings, stop, where, _upsert(client, dataset_id, models))
         return [p.interaction_id for p in payloads]
     except UnprocessableEntityError as exc:
         log.warning("Argilla refused a batch of %s (%s): sending it record by record", where, _short(exc))
     ok: list[str] = []
     for payload, model in zip(payloads, models, strict=True):
         try:
-            _retrying(settings, f"{name} record {payload.interaction_id}", _upsert(client, dataset_id, [model]))
+            _retrying(settings, stop, f"{name} record {payload.interaction_id}", _upsert(client, dataset_id, [model]))
             ok.append(payload.interaction_id)
         except UnprocessableEntityError as exc:
             log.error("Argilla refused record %s of %s: %s (it stays pending)", payload.interaction_id, name,
@@ -187,8 +206,9 @@ def _record_model(payload: RecordPayload) -> Any:
                        metadata=dict(payload.metadata))
 
 
-def _retrying(settings: AnnotationSettings, what: str, call: Callable[[], T]) -> T:
-    """`call`, retried with exponential backoff while Argilla is unreachable; then ArgillaUnavailableError."""
+def _retrying(settings: AnnotationSettings, stop: threading.Event, what: str, call: Callable[[], T]) -> T:
+    """`call`, retried with exponential backoff while Argilla is unreachable; then ArgillaUnavailableError
+    (_StoppedError when `stop` is set while waiting)."""
     attempts = settings.retries + 1
     for attempt in range(1, attempts + 1):
         try:
@@ -204,7 +224,8 @@ def _retrying(settings: AnnotationSettings, what: str, call: Callable[[], T]) ->
             delay = settings.retry_backoff_s * 2 ** (attempt - 1)
             log.warning("Argilla did not answer for %s (%s: %s); retry %d/%d in %.1fs", what,
                         type(exc).__name__, _short(exc), attempt, attempts - 1, delay)
-            time.sleep(delay)
+            if stop.wait(delay):
+                raise _StoppedError from exc
     raise AssertionError("unreachable")
 
 

@@ -180,30 +180,45 @@ class WebhookServer:
 
 
 def register_webhook(client: rg.Argilla, url: str, *, description: str = "flywheel annotation sync") -> Any:
-    """The Argilla webhook posting response events to `url`, created if missing (its secret signs them)."""
+    """A new Argilla webhook posting response events to `url` (its secret signs them). Webhooks already posting
+    to `url` are deleted first: they are left by processes that did not stop cleanly, and Argilla's worker keeps
+    trying to deliver to them."""
     import argilla as rg
 
-    for webhook in client.webhooks:
-        if webhook.url == url:
-            events = sorted(str(getattr(e, "value", e)) for e in webhook.events)
-            if events != sorted(EVENTS) or not webhook.enabled:
-                webhook.events = list(EVENTS)
-                webhook.enabled = True
-                webhook.update()
-            return webhook
+    for stale in [w for w in client.webhooks if w.url == url]:
+        stale.delete()
+        log.info("deleted the stale Argilla webhook %s for %s", stale.id, url)
     webhook = rg.Webhook(url=url, events=list(EVENTS), description=description, _client=client)
     return webhook.create()
 
 
+def unregister_webhook(webhook: Any) -> None:
+    """Delete a webhook `register_webhook` created (at shutdown); one already gone is no error."""
+    from argilla._exceptions import NotFoundError
+
+    try:
+        webhook.delete()
+    except NotFoundError:
+        return
+    log.info("deleted the Argilla webhook for %s", webhook.url)
+
+
 def connect_handler(
-    store: ObjectStore, settings: AnnotationSettings, *, client: rg.Argilla, on_landed: Landed | None = None
+    store: ObjectStore,
+    settings: AnnotationSettings,
+    *,
+    client: rg.Argilla,
+    on_landed: Landed | None = None,
+    on_registered: Callable[[Any], None] | None = None,
 ) -> WebhookHandler:
     """The handler for this process's deliveries: with FLYWHEEL_WEBHOOK_PUBLIC_URL, the webhook is registered
-    with Argilla (created if missing) and verified with the secret Argilla holds for it."""
+    with Argilla (replacing any stale one for that URL) and verified with the secret Argilla holds for it."""
     hook = settings.webhook
     secret = hook.secret.get_secret_value() if hook.secret else None
     if hook.public_url:
         registered = register_webhook(client, hook.public_url)
+        if on_registered is not None:
+            on_registered(registered)
         if secret and secret != registered.secret:
             # Argilla signs with the secret it holds for this webhook; any other would refuse every delivery.
             log.warning("FLYWHEEL_WEBHOOK_SECRET is not the secret Argilla holds for %s: using Argilla's",
@@ -249,7 +264,8 @@ def serve(
     hook = settings.webhook
     stop = stop or threading.Event()
     client = client or connect(settings)
-    handler = connect_handler(store, settings, client=client)
+    registered: list[Any] = []
+    handler = connect_handler(store, settings, client=client, on_registered=registered.append)
     server = WebhookServer(handler, host=hook.host, port=hook.port, path=hook.path,
                            max_body_bytes=hook.max_body_bytes).start()
     log.info("receiving webhooks at %s", server.url)
@@ -261,3 +277,5 @@ def serve(
         pass
     finally:
         server.stop()
+        for webhook in registered:  # Argilla's worker would keep delivering to a receiver that is gone
+            unregister_webhook(webhook)

@@ -234,7 +234,10 @@ def build_app(settings: CaptureSettings, store: ObjectStore) -> FastStream:
     async def _flush() -> None:
         for task in ticker:
             task.cancel()
+        before = service.batcher.written
         await service.batcher.close()  # before the broker closes the consumer
         collector.close()
+        log.info("capture stopped: %d events written to the lake this run (%d flushed at exit)",
+                 service.batcher.written, service.batcher.written - before)
 
     return app

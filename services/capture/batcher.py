@@ -133,6 +133,7 @@ class CaptureBatcher:
         self._lock = asyncio.Lock()
         self._closed = False
         self.accepted = 0
+        self.written = 0  # rows the lake took (a replayed batch it already holds adds none)
         self.rejected = 0
         self.otlp_dropped_spans = 0  # spans of OTLP messages that were not model calls, or could not be interactions
 
@@ -269,7 +270,8 @@ class CaptureBatcher:
         attempt = 0
         while True:
             try:
-                write_events(self._store, runs, writer=self._writer_id, compression_level=self._compression_level)
+                self.written += write_events(self._store, runs, writer=self._writer_id,
+                                             compression_level=self._compression_level)
                 return
             except Exception as e:  # a retry re-reads the table's offsets: a commit that did land is not repeated
                 attempt += 1

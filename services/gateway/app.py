@@ -1,7 +1,9 @@
 """The one ASGI app for everything flywheel serves over HTTP, run by `flywheel gateway`, `flywheel serve` and
 `flywheel annotate serve` (each with the routes it has):
 
-    GET  /healthz      200 while healthy, else 503; the detail as JSON
+    GET  /livez        200 while the process works (its event loop answers), else 503; JSON
+    GET  /readyz       200 while it can take work (its dependencies answer), else 503 with the reasons; JSON
+    GET  /healthz      200 while healthy (live, ready and, for serve, no stage failing), else 503; JSON
     GET  /metrics      Prometheus text format
     POST /v1/events    events onto Kafka (events.py), with CORS preflights for browser keys
     POST <webhook>     Argilla's signed webhooks (services/annotation/receiver.py), when the process lands them
@@ -17,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, cast
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -99,12 +101,17 @@ def build_app(
     *,
     health: Health,
     metrics: Callable[[], bytes],
+    live: Health | None = None,
+    ready: Health | None = None,
     gateway: Gateway | None = None,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    async def healthz(request: Request) -> Response:
-        ok, detail = health()
-        return JSONResponse(detail, status_code=200 if ok else 503)
+    def answer(check: Health) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
+            ok, detail = check()
+            return JSONResponse(detail, status_code=200 if ok else 503)
+
+        return endpoint
 
     async def prometheus(request: Request) -> Response:
         return Response(metrics(), media_type=METRICS_CONTENT_TYPE)
@@ -119,7 +126,10 @@ def build_app(
             if gateway is not None:
                 await gateway.stop()
 
-    routes: list[BaseRoute] = [Route("/healthz", healthz, methods=["GET"]),
+    # without checks of their own: a process that answers is live, and ready when healthy
+    routes: list[BaseRoute] = [Route("/healthz", answer(health), methods=["GET"]),
+                               Route("/livez", answer(live or _alive), methods=["GET"]),
+                               Route("/readyz", answer(ready or health), methods=["GET"]),
                                Route("/metrics", prometheus, methods=["GET"])]
     if gateway is not None:
         routes.extend(gateway.routes())
@@ -127,6 +137,10 @@ def build_app(
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.gateway = gateway
     return app
+
+
+def _alive() -> tuple[bool, dict[str, Any]]:
+    return True, {"status": "ok"}
 
 
 def registry_metrics(registry: CollectorRegistry) -> Callable[[], bytes]:

@@ -82,11 +82,14 @@ def ensure_configuration(store: ObjectStore, spec: TableSpec, *, extra: Mapping[
 def open_table(store: ObjectStore, spec: TableSpec, *, version: int | None = None) -> DeltaTable | None:
     """The table, or None while nothing has been written to it."""
     from deltalake import DeltaTable
+    from deltalake.exceptions import TableNotFoundError
 
-    uri = store.table_uri(spec.name)
-    if not DeltaTable.is_deltatable(uri, storage_options=store.storage_options()):
+    # Not DeltaTable.is_deltatable: it holds the GIL while its requests retry, so an unreachable S3 froze every
+    # thread of the process (serve's event loop, its health answers, its shutdown) for seconds at a time.
+    try:
+        return DeltaTable(store.table_uri(spec.name), version=version, storage_options=store.storage_options())
+    except TableNotFoundError:
         return None
-    return DeltaTable(uri, version=version, storage_options=store.storage_options())
 
 
 def table_version(store: ObjectStore, spec: TableSpec) -> int | None:

@@ -155,6 +155,21 @@ class S3Store:
     def local_path(self, key: str) -> Path | None:
         return None
 
+    def with_timeouts(self, seconds: float) -> S3Store:
+        """The same prefix through a client that gives up after `seconds` and does not retry (for health
+        probes: boto3's defaults wait a minute per attempt and retry)."""
+        from botocore.config import Config
+
+        quick = Config(connect_timeout=seconds, read_timeout=seconds, retries={"total_max_attempts": 1})
+        base = self._options.get("config")
+        options = {**self._options, "config": base.merge(quick) if base is not None else quick}
+        if not self._options:  # a store made around a client: the same endpoint and region
+            options.update(endpoint_url=self.client.meta.endpoint_url, region_name=self.client.meta.region_name)
+        import boto3
+
+        client = boto3.client("s3", **options)
+        return S3Store(self._url, client=client)
+
     def table_uri(self, name: str) -> str:
         return f"s3://{self.bucket}/{self._key(name)}"
 

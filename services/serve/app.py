@@ -2,10 +2,19 @@
 
 For small deployments. Each stage runs as it would on its own (the capture consumer on the
 event loop, the other stages as periodic work on threads), and the HTTP app (services/gateway/app.py,
-uvicorn on a thread of its own) answers /healthz, /metrics, POST /v1/events, the Argilla webhook
-(when annotation sync runs with a public URL) and OTLP when present. A failing stage is logged,
-counted and retried on its next tick; it never stops the others. SIGTERM answers the requests in
-hand, flushes capture and ends the process.
+uvicorn on a thread of its own) answers /livez, /readyz, /healthz, /metrics, POST /v1/events, the Argilla
+webhook (when annotation sync runs with a public URL) and OTLP when present.
+
+Health (services/serve/health.py): /livez is the event loop's heartbeat; /readyz is Kafka, the lake and Argilla
+(when configured) reachable, each probed on a thread of its own every `probe_interval_s`; /healthz is both and
+no stage failing. A failing stage is logged, counted and retried with exponential backoff (capped, never later
+than its interval); it never stops the others.
+
+SIGTERM (or SIGINT): /readyz answers 503, the stages stop taking work (a push ends after the batch in flight,
+the rest stays pending in the outbox), capture flushes and commits what it holds, the webhook registered with
+Argilla is deleted, and the process exits within `grace_s`; what did not finish by then is abandoned (and said
+so in the final log line), which loses nothing: capture's commits are exactly once through Delta app
+transactions, and a push marks items sent only after Argilla confirmed them.
 """
 
 from __future__ import annotations
@@ -13,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,12 +40,12 @@ from flywheel_feedback.services.gateway.app import Gateway, build_app, otlp_rout
 from flywheel_feedback.services.gateway.server import HttpServer
 from flywheel_feedback.services.labeler.pipeline import label_pass
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.serve.health import Dependencies, Heartbeat, describe_error, retry_delay
 from flywheel_feedback.services.serve.metrics import FlywheelMetrics
 from flywheel_feedback.services.settings import (
     AnnotationSettings,
     CaptureSettings,
     GatewaySettings,
-    KafkaSettings,
     LabelerSettings,
     MaintenanceSettings,
     SliceSettings,
@@ -59,6 +69,13 @@ class ServeSettings(BaseSettings):
     annotate_interval_s: float = Field(60.0, gt=0)
     renew_interval_s: float = Field(3600.0, gt=0)
     metrics_interval_s: float = Field(5.0, gt=0)
+    # SIGTERM to exit: stop taking work, flush, deregister; what is not done by then is abandoned (and retried
+    # by the next run). Under Kubernetes' default terminationGracePeriodSeconds (30).
+    grace_s: float = Field(10.0, gt=0)
+    probe_interval_s: float = Field(2.0, gt=0, description="how often Kafka, the lake and Argilla are probed")
+    probe_timeout_s: float = Field(2.0, gt=0)
+    retry_backoff_s: float = Field(1.0, gt=0, description="a failed stage runs again after this, doubling")
+    retry_backoff_max_s: float = Field(60.0, gt=0)
     capture: CaptureSettings = Field(default_factory=CaptureSettings)
     labeler: LabelerSettings = Field(default_factory=LabelerSettings)
     # annotation sync runs when an Argilla API key is configured (FLYWHEEL_ARGILLA_API_KEY)
@@ -96,23 +113,61 @@ class FlywheelServer:
     def __post_init__(self) -> None:
         self.capture = CaptureService(self.settings.capture, self.store, observer=self.metrics)
         self.components: dict[str, _Component] = {}
+        self._stop = threading.Event()  # set at shutdown: the stages, the pushes and the receiver stop
+        self.draining = False
+        self.heartbeat = Heartbeat()
+        self.dependencies = Dependencies(self._probes(), interval_s=self.settings.probe_interval_s,
+                                         timeout_s=self.settings.probe_timeout_s)
+        self.pushed = 0  # items Argilla confirmed during this run
+        self.pending: int | None = None  # outbox items not sent, at the last count
+        self._registered_webhooks: list[Any] = []
+        self.abandoned: list[str] = []  # what shutdown gave up on when the grace period ran out
         hook = self.settings.annotation.webhook
         # the handler comes once the webhook is registered with Argilla (_receive_webhooks); 503 until then
         self.webhook = WebhookEndpoint(max_body_bytes=hook.max_body_bytes)
         self.gateway = Gateway(self.settings.gateway, self.metrics.registry)
-        self.metrics.readiness(lambda: self.health()[0])
+        self.metrics.readiness(lambda: self.readiness()[0])  # and, read at each scrape, dependency_up
         routes = [*otlp_routes(self.gateway, self.metrics.otlp)]
         if self._receives_webhooks():
             routes.append(self.webhook.route(hook.path))
-        app = build_app(health=self.health, metrics=self.metrics.render, gateway=self.gateway, extra_routes=routes)
-        self.http = HttpServer(app, host=self.settings.host, port=self.settings.port, name="serve")
+        app = build_app(health=self.health, live=self.liveness, ready=self.readiness, metrics=self.metrics.render,
+                        gateway=self.gateway, extra_routes=routes)
+        self.http = HttpServer(app, host=self.settings.host, port=self.settings.port, name="serve",
+                               graceful_s=self.settings.grace_s / 2)
 
     def _receives_webhooks(self) -> bool:
         return self.settings.annotation.api_key is not None and self.settings.annotation.webhook.public_url is not None
 
+    def _probes(self) -> dict[str, Callable[[], None]]:
+        from flywheel_feedback.services.serve.probes import KafkaProbe, argilla_probe, lake_probe
+
+        capture, timeout = self.settings.capture, self.settings.probe_timeout_s
+        probes: dict[str, Callable[[], None]] = {
+            "kafka": KafkaProbe(capture.kafka, topic=capture.topic, group=capture.group_id, timeout_s=timeout,
+                                on_lag=self.metrics.capture_lag.set),
+            "lake": lake_probe(self.store, timeout_s=timeout),
+        }
+        if self.settings.annotation.api_key is not None:
+            probes["argilla"] = argilla_probe(self.settings.annotation.url, timeout_s=timeout)
+        return probes
+
     # --- health ----------------------------------------------------------------------------------
 
-    def health(self) -> tuple[bool, dict[str, Any]]:
+    def liveness(self) -> tuple[bool, dict[str, Any]]:
+        live, detail = self.heartbeat.liveness()
+        return live, {"status": "ok" if live else "failing", "event_loop": detail}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        ready, detail = self.dependencies.readiness()
+        for name, check in detail.items():
+            self.metrics.dependency_up.labels(dependency=name).set(1 if check["ok"] else 0)
+        reasons = [check["reason"] for check in detail.values() if not check["ok"]]
+        if self.draining:
+            ready, reasons = False, ["shutting down", *reasons]
+        return ready, {"status": "ready" if ready else "not ready", "reasons": reasons, "dependencies": detail}
+
+    def stage_health(self) -> tuple[bool, dict[str, Any]]:
+        """No stage failing (three failures in a row; advisory stages only show)."""
         now = time.monotonic()
         detail: dict[str, Any] = {}
         ok = True
@@ -124,7 +179,16 @@ class FlywheelServer:
                 "seconds_since_success": None if c.last_ok is None else round(now - c.last_ok, 1),
                 "last_error": c.last_error,
             }
-        return ok, {"status": "ok" if ok else "failing", "components": detail}
+        return ok, detail
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """Live, ready, and no stage failing."""
+        live, live_detail = self.liveness()
+        ready, ready_detail = self.readiness()
+        stages_ok, stages = self.stage_health()
+        ok = live and ready and stages_ok
+        return ok, {"status": "ok" if ok else "failing", "live": live_detail, "ready": ready_detail,
+                    "components": stages}
 
     def _succeeded(self, name: str) -> None:
         c = self.components.setdefault(name, _Component(name))
@@ -132,9 +196,14 @@ class FlywheelServer:
 
     def _failed(self, name: str, error: BaseException) -> None:
         c = self.components.setdefault(name, _Component(name))
-        c.last_error, c.failures_in_a_row = f"{type(error).__name__}: {error}", c.failures_in_a_row + 1
+        c.last_error, c.failures_in_a_row = describe_error(error), c.failures_in_a_row + 1
         self.metrics.errors.labels(component=name).inc()
-        log.warning("%s failed (%d in a row): %s", name, c.failures_in_a_row, error)
+        log.warning("%s failed (%d in a row): %s", name, c.failures_in_a_row, c.last_error)
+
+    def _retry_in(self, name: str, interval_s: float) -> float:
+        c = self.components.get(name)
+        return retry_delay(0 if c is None else c.failures_in_a_row, base_s=self.settings.retry_backoff_s,
+                           cap_s=self.settings.retry_backoff_max_s, interval_s=interval_s)
 
     # --- the stages ------------------------------------------------------------------------------
 
@@ -175,8 +244,10 @@ class FlywheelServer:
         from flywheel_feedback.services.annotation.push import push
 
         with self.metrics.push_seconds.time():
-            result = push(self.store, self.settings.annotation)
+            result = push(self.store, self.settings.annotation, stop=self._stop)
         self.metrics.pushed.inc(result.sent)
+        self.pushed += result.sent
+        self.pending = result.pending
         if result.error is not None:
             raise RuntimeError(f"push stopped, {result.pending} items left pending: {result.error}")
 
@@ -185,6 +256,7 @@ class FlywheelServer:
         from flywheel_feedback.services.annotation.outbox import pending_items
 
         pending = pending_items(self.store)
+        self.pending = pending.height
         depth = dict(pending.group_by("queue").agg(pl.len()).iter_rows()) if pending.height else {}
         for queue in {*depth, "uncertain", "suspect", "conflict", "audit", "renewal"}:
             self.metrics.queue_depth.labels(queue=queue).set(depth.get(queue, 0))
@@ -231,84 +303,107 @@ class FlywheelServer:
             if at is not None:
                 self.metrics.slice_published(name, at)
 
-    def _receive_webhooks(self, stop: threading.Event) -> None:
-        """Register the webhook (its secret arms the route) and reconcile; redone if it fails (Argilla down)."""
+    def _receive_webhooks(self) -> None:
+        """Register the webhook (its secret arms the route) and reconcile; redone with backoff if it fails."""
         from flywheel_feedback.services.annotation.client import connect
         from flywheel_feedback.services.annotation.receiver import connect_handler, reconcile_until
 
         settings = self.settings.annotation
-        while not stop.is_set():
+        while not self._stop.is_set():
             try:
                 client = connect(settings)
-                self.webhook.handler = connect_handler(self.store, settings, client=client)
-                reconcile_until(self.store, settings, client=client, stop=stop)
+                self.webhook.handler = connect_handler(self.store, settings, client=client,
+                                                       on_registered=self._registered_webhooks.append)
+                self._succeeded("webhooks")
+                reconcile_until(self.store, settings, client=client, stop=self._stop)
             except Exception as e:
                 self._failed("webhooks", e)
-                stop.wait(self.settings.annotate_interval_s)
+                self._stop.wait(self._retry_in("webhooks", self.settings.annotate_interval_s))
 
-    async def _every(self, stage: Stage) -> None:
-        while True:
+    def _every(self, stage: Stage) -> None:
+        """A stage's thread: run, then wait its interval (after a failure, the backoff) until the stop."""
+        while not self._stop.is_set():
             try:
-                await asyncio.to_thread(stage.work)
+                stage.work()
                 self._succeeded(stage.name)
             except Exception as e:
                 self._failed(stage.name, e)
-            await asyncio.sleep(stage.interval_s)
+            self._stop.wait(self._retry_in(stage.name, stage.interval_s))
 
-    async def _capture_metrics(self) -> None:
-        """Capture reports its flushes and dead letters itself (FlywheelMetrics); this measures the lag."""
-        kafka = self.settings.capture.kafka
+    async def _beat(self) -> None:
         while True:
-            try:
-                lag = await asyncio.to_thread(
-                    consumer_lag, kafka, self.settings.capture.topic, self.settings.capture.group_id
-                )
-                self.metrics.capture_lag.set(lag)
-                self._succeeded("capture")
-            except Exception as e:
-                self._failed("capture", e)
-            await asyncio.sleep(self.settings.metrics_interval_s)
+            self.heartbeat.beat()
+            await asyncio.sleep(1.0)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self.dependencies.start()
         await asyncio.to_thread(self.http.start)
-        log.info("serving /healthz, /metrics and %s on %s", "/v1/events", self.http.url)
-        tasks: list[asyncio.Task[None]] = []
-        receiver_stop = threading.Event()
-        receiver: threading.Thread | None = None
+        log.info("serving /livez, /readyz, /healthz, /metrics and %s on %s", "/v1/events", self.http.url)
+        threads = [threading.Thread(target=self._every, args=(s,), name=s.name, daemon=True) for s in self.stages()]
         if self._receives_webhooks():
-            receiver = threading.Thread(target=self._receive_webhooks, args=(receiver_stop,), name="webhooks")
-            receiver.start()
+            threads.append(threading.Thread(target=self._receive_webhooks, name="webhooks", daemon=True))
+        capture = self.capture.running()
+        await capture.__aenter__()
+        tasks = [asyncio.create_task(self._beat())]
+        for thread in threads:
+            thread.start()
         try:
-            async with self.capture.running():
-                jobs: list[Awaitable[None]] = [self._capture_metrics(), *(self._every(s) for s in self.stages())]
-                tasks = [asyncio.create_task(j) for j in jobs]  # type: ignore[arg-type]
-                await stop.wait()
+            await stop.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            receiver_stop.set()
-            if receiver is not None:
-                await asyncio.to_thread(receiver.join, 30)
-            await asyncio.to_thread(self.http.stop)
+            await self._shut_down(capture, tasks, threads)
+
+    async def _shut_down(self, capture: contextlib.AbstractAsyncContextManager[Any],
+                         tasks: list[asyncio.Task[None]], threads: list[threading.Thread]) -> None:
+        """Stop taking work, flush, deregister, within the grace period; say what was done and what was not."""
+        started = time.monotonic()
+        # a margin for what follows the shutdown (the interpreter's exit), so the process is gone within grace_s
+        deadline = started + self.settings.grace_s - min(1.5, self.settings.grace_s / 5)
+
+        def left() -> float:
+            return max(0.0, deadline - time.monotonic())
+
+        self.draining = True  # /readyz answers 503 from now on
+        self._stop.set()
+        log.info("shutting down within %.0fs: no new work; flushing capture", self.settings.grace_s)
+        abandoned: list[str] = []
+        before = self.capture.batcher.written
+        try:
+            # the consumer stops; what it holds is written and committed (what it polled after is read again)
+            await asyncio.wait_for(capture.__aexit__(None, None, None), timeout=left())
+        except TimeoutError:
+            abandoned.append("capture flush (its events are read again from Kafka by the next run)")
+        flushed_at_exit = self.capture.batcher.written - before
+        for task in tasks:
+            task.cancel()
+        for thread in threads:
+            await asyncio.to_thread(thread.join, left())
+            if thread.is_alive():
+                abandoned.append(f"{thread.name} (its work in flight is redone by the next run)")
+        for webhook in self._registered_webhooks:
+            if not await _within(left(), _unregister, webhook):
+                abandoned.append(f"deleting the webhook for {webhook.url}")
+        self.dependencies.stop()
+        await asyncio.to_thread(self.http.stop, left())
+        pending = "unknown" if self.pending is None else str(self.pending)
+        log.info("stopped in %.1fs: %d events written to the lake this run (%d flushed at exit), %d items pushed "
+                 "to Argilla, %s left pending in the outbox; abandoned: %s", time.monotonic() - started,
+                 self.capture.batcher.written, flushed_at_exit, self.pushed, pending,
+                 "; ".join(abandoned) if abandoned else "nothing")
+        self.abandoned = abandoned
 
 
-def consumer_lag(kafka: KafkaSettings, topic: str, group: str) -> int:
-    """Events in `topic` that `group` has not committed yet (end offsets minus committed offsets)."""
-    from kafka import KafkaConsumer, TopicPartition
+def _unregister(webhook: Any) -> None:
+    from flywheel_feedback.services.annotation.receiver import unregister_webhook
 
-    options = kafka.kafka_python_options()
-    consumer = KafkaConsumer(group_id=group, enable_auto_commit=False, **options)
-    try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return 0
-        ends = consumer.end_offsets(partitions)
-        return sum(max(ends[tp] - (consumer.committed(tp) or 0), 0) for tp in partitions)
-    finally:
-        consumer.close()
+    unregister_webhook(webhook)
+
+
+async def _within(seconds: float, call: Callable[[Any], None], arg: Any) -> bool:
+    """`call(arg)` on a daemon thread, waited for at most `seconds`: True if it finished."""
+    thread = threading.Thread(target=call, args=(arg,), daemon=True)
+    thread.start()
+    await asyncio.to_thread(thread.join, seconds)
+    return not thread.is_alive()
 
 
 def serve_forever(server: FlywheelServer) -> None:
@@ -319,4 +414,11 @@ def serve_forever(server: FlywheelServer) -> None:
             loop.add_signal_handler(sig, stop.set)
         await server.run(stop)
 
-    asyncio.run(main())
+    runner = asyncio.Runner()
+    runner.run(main())
+    if server.abandoned:
+        # The grace period is over: closing the loop would wait for the abandoned work (a writer retrying an
+        # unreachable lake, the consumer's poll), and nothing it holds is lost by ending here.
+        logging.shutdown()
+        os._exit(0)
+    runner.close()

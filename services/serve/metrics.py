@@ -87,6 +87,10 @@ class FlywheelMetrics:
             registry=r,
         )
         self.errors = Counter("flywheel_errors", "Failures of a component's periodic work", ["component"], registry=r)
+        self.dependency_up = Gauge(
+            "flywheel_dependency_up", "1 while a dependency (kafka, lake, argilla) answers its probe", ["dependency"],
+            registry=r,
+        )
 
     def readiness(self, ready: Callable[[], bool]) -> None:
         """`flywheel_ready` follows `ready()` (the process's health check), asked at each scrape."""

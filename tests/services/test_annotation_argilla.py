@@ -641,7 +641,7 @@ def test_a_record_argilla_refuses_holds_back_only_itself(stack: Stack, prefix: s
         RecordPayload("refused", "audit", fields, {"queue": "audit", "priority": "high"}),  # not a float
         RecordPayload("ok-2", "audit", fields, {"queue": "audit", "priority": 0.4}),
     ]
-    assert _send_batch(owner, settings, dataset.id, name, payloads) == ["ok-1", "ok-2"]
+    assert _send_batch(owner, settings, threading.Event(), dataset.id, name, payloads) == ["ok-1", "ok-2"]
     assert sorted(records_of(owner, name)) == ["ok-1", "ok-2"]
 
 

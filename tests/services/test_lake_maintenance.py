@@ -237,8 +237,9 @@ def test_serve_maintains_the_lake_and_a_failure_leaves_it_healthy(tmp_path: Path
         with pytest.raises(RuntimeError, match="raw/events: failed"):
             stage.work()
         server._failed(stage.name, RuntimeError("raw/events: failed"))
-    ok, detail = server.health()
-    assert ok and detail["components"]["maintenance"]["ok"] is False
+    ok, stages = server.stage_health()
+    assert ok and stages["maintenance"]["ok"] is False
+    assert server.health()[1]["components"]["maintenance"]["ok"] is False
 
 
 @pytest.mark.s3

@@ -142,7 +142,8 @@ def test_serve_captures_labels_pushes_renews_and_its_metrics_move(
         with urllib.request.urlopen(f"http://127.0.0.1:{ops_port}/healthz", timeout=5) as answer:
             health = json.loads(answer.read())
         assert answer.status == 200 and health["status"] == "ok", health
-        assert {"labeler", "capture", "slices", "annotation"} <= set(health["components"])
+        assert {"labeler", "slices", "annotation", "webhooks"} <= set(health["components"])
+        assert set(health["ready"]["dependencies"]) == {"kafka", "lake", "argilla"} and health["live"]["status"] == "ok"
 
         before = metrics(ops_port)
         send(kafka_bootstrap, kafka_topic, 300, seed=32)
