@@ -1,5 +1,6 @@
 // Builds dist/flywheel-web.js (one minified ES module, no dependencies) and its declarations, and prints its
-// size minified and gzipped. tsc checks the types and emits build/ (modules the unit tests import).
+// size minified and gzipped. tsc checks the types and emits build/ (modules the unit tests import), and checks
+// test/types/contract.ts: each event the library sends is the contract's.
 import { execFileSync } from "node:child_process";
 import { cpSync, mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
@@ -8,9 +9,11 @@ import { build } from "esbuild";
 const here = new URL(".", import.meta.url).pathname;
 rmSync(`${here}build`, { recursive: true, force: true });
 rmSync(`${here}dist`, { recursive: true, force: true });
-execFileSync(process.execPath, [`${here}node_modules/typescript/bin/tsc`, "-p", `${here}tsconfig.json`], {
+const tsc = (project) => execFileSync(process.execPath, [`${here}node_modules/typescript/bin/tsc`, "-p", project], {
   stdio: "inherit",
 });
+tsc(`${here}tsconfig.json`);
+tsc(`${here}test/types/tsconfig.json`); // the events sent are the contract's (schemas/typescript/events.d.ts)
 await build({
   entryPoints: [`${here}src/index.ts`],
   outfile: `${here}dist/flywheel-web.js`,

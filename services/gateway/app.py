@@ -8,7 +8,8 @@
     POST /v1/events    events onto Kafka (events.py), with CORS preflights for browser keys
     POST <webhook>     Argilla's signed webhooks (services/annotation/receiver.py), when the process lands them
     POST /v1/traces    OTLP/HTTP, from `services.gateway.otlp_route.otlp_routes(settings, keys=, metrics=,
-                       otlp_metrics=)` when that module exists (the gateway's server keys, its metrics)
+                       otlp_metrics=, on_stop=)` when that module exists (the gateway's server keys, its
+                       metrics; what it registers with on_stop runs when the gateway stops)
 
 Routes passed as `extra_routes` are mounted as they are; during a request, `request.app.state.gateway` is the
 process's Gateway (its publisher produces onto Kafka with the same backpressure), or None.
@@ -78,6 +79,7 @@ class Gateway:
             max_body_bytes=settings.max_body_bytes,
             max_batch_events=settings.max_batch_events,
         )
+        self._on_stop: list[Callable[[], Awaitable[None]]] = []
         self.metrics.in_flight_bytes.set_function(lambda: admission.bytes)
         self.metrics.in_flight_requests.set_function(lambda: admission.requests)
         if not len(self.keys):
@@ -93,8 +95,19 @@ class Gateway:
     async def start(self) -> None:
         await self.publisher.start()
 
+    def on_stop(self, close: Callable[[], Awaitable[None]]) -> None:
+        """Have `close` run when the gateway stops (the OTLP route's producer)."""
+        self._on_stop.append(close)
+
     async def stop(self) -> None:
-        await self.publisher.stop(timeout_s=max(self.settings.ack_timeout_s * 2, 5.0))
+        try:
+            await self.publisher.stop(timeout_s=max(self.settings.ack_timeout_s * 2, 5.0))
+        finally:
+            for close in self._on_stop:
+                try:
+                    await close()
+                except Exception:  # one failing close must not keep the others from running
+                    log.exception("closing %r when the gateway stopped failed", close)
 
 
 def build_app(
@@ -162,7 +175,7 @@ def otlp_routes(gateway: Gateway, otlp_metrics: OtlpMetrics | None = None) -> li
     settings = gateway.settings
     otlp = OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)
     return cast(list[BaseRoute], module.otlp_routes(
-        otlp, keys=gateway.keys, metrics=gateway.metrics, otlp_metrics=otlp_metrics
+        otlp, keys=gateway.keys, metrics=gateway.metrics, otlp_metrics=otlp_metrics, on_stop=gateway.on_stop
     ))
 
 

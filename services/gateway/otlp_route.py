@@ -15,13 +15,21 @@ and outputs: only servers send them) or a server key sent from a page (an `Origi
 in the gateway's rejections by code. An app-bound key's spans of other apps are dropped (partial success), as
 /v1/events refuses such interactions.
 
-Events are keyed by interaction id. The gateway mounts `otlp_routes(settings, keys=..., metrics=..., otlp_metrics=...)`;
-what was taken, dropped (by reason) and refused (by reason) is counted in its registry (services/otlp/metrics.py).
+Events are keyed by interaction id. The gateway mounts `otlp_routes(settings, keys=..., metrics=..., otlp_metrics=...,
+on_stop=...)`; what was taken, dropped (by reason) and refused (by reason) is counted in its registry
+(services/otlp/metrics.py). The route makes its own Kafka producer on first use and registers its closing with
+`on_stop`, which the gateway runs when it stops.
+
+Why not the gateway's producer (services/gateway/producer.py): it answers per event (accepted, duplicate,
+unavailable) under the /v1/events admission limits, while an OTLP export is taken or refused as a whole (a 503
+makes the exporter resend the whole request); its own idempotent acks=all producer keeps that simple.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from google.protobuf import json_format
@@ -77,6 +85,8 @@ class OtlpTraces:
         self.keys = keys
         self.metrics = metrics
         self._producer = producer
+        self._made: KafkaEventProducer | None = None  # the producer this route made, which it closes
+        self._closed = False
         self.otlp_metrics = otlp_metrics
         self.interactions = 0
         self.dropped_spans = 0
@@ -85,8 +95,18 @@ class OtlpTraces:
     @property
     def producer(self) -> EventProducer:
         if self._producer is None:  # made on first use: building the routes connects to nothing
-            self._producer = KafkaEventProducer(self.settings.kafka, timeout_s=self.settings.produce_timeout_s)
+            if self._closed:
+                raise ProduceError("the gateway is stopping")
+            self._made = KafkaEventProducer(self.settings.kafka, timeout_s=self.settings.produce_timeout_s)
+            self._producer = self._made
         return self._producer
+
+    async def close(self) -> None:
+        """Deliver what the producer this route made still holds, and stop it (a producer handed in is its
+        owner's to close)."""
+        self._closed = True
+        if self._made is not None:
+            await asyncio.to_thread(self._made.close, self.settings.produce_timeout_s)
 
     async def handle(self, request: Request) -> Response:
         key = self._key(request)
@@ -201,8 +221,12 @@ def otlp_routes(
     metrics: GatewayMetrics,
     producer: EventProducer | None = None,
     otlp_metrics: OtlpMetrics | None = None,
+    on_stop: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
 ) -> list[Route]:
     """The OTLP routes to mount in the gateway's application (`POST /v1/traces`), taking the gateway's server
-    keys, counting refusals in its metrics and what was taken and dropped in `otlp_metrics`."""
+    keys, counting refusals in its metrics and what was taken and dropped in `otlp_metrics`; `on_stop` is given
+    what closes the route's producer when the app stops."""
     endpoint = OtlpTraces(settings, keys, metrics, producer, otlp_metrics)
+    if on_stop is not None:
+        on_stop(endpoint.close)
     return [Route(TRACES_PATH, endpoint.handle, methods=["POST"], name="otlp-traces")]

@@ -1,7 +1,8 @@
 """Sending converted events to Kafka: the small interface the OTLP route produces through, and a Kafka producer.
 
-The gateway hands its own producer to `otlp_routes` (anything with `send`); without one the route makes a
-`KafkaEventProducer`: idempotent, acks=all, answering only once the broker has acknowledged every message.
+The OTLP route makes a `KafkaEventProducer` on its first request (idempotent, acks=all, answering only once the
+broker has acknowledged every message) and the gateway closes it when it stops. A test may hand `otlp_routes`
+another producer (anything with `send`); its owner closes that one.
 """
 
 from __future__ import annotations
@@ -73,8 +74,14 @@ class KafkaEventProducer:
         if failed:
             raise ProduceError(f"{len(failed)} of {len(futures)} events not acknowledged by Kafka: {failed[0]}")
 
+    @property
+    def closed(self) -> bool:
+        return not self._poller.is_alive()
+
     def close(self, timeout_s: float = 30.0) -> None:
-        """Deliver what is queued, then stop."""
+        """Deliver what is queued, then stop (once; a second call does nothing)."""
+        if self._stopping.is_set():
+            return
         self._producer.flush(timeout_s)
         self._stopping.set()
         self._poller.join()

@@ -9,6 +9,7 @@ import hmac
 import json
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -220,16 +221,23 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
 
     seen: list[object] = []
     counted: list[object] = []
+    stops: list[str] = []
+
+    async def stopped() -> None:
+        stops.append("stopped")
 
     async def traces(request: Request) -> Response:
         return JSONResponse({"gateway": request.app.state.gateway is not None})
 
     def routes(
-        settings: OtlpSettings, *, keys: KeyRing, metrics: GatewayMetrics, otlp_metrics: OtlpMetrics | None = None
+        settings: OtlpSettings, *, keys: KeyRing, metrics: GatewayMetrics, otlp_metrics: OtlpMetrics | None = None,
+        on_stop: Callable[[Callable[[], Awaitable[None]]], None] | None = None,
     ) -> list[Route]:
         seen.append(settings)
         assert keys.find(SERVER_KEY) is not None
         counted.append(otlp_metrics)
+        assert on_stop is not None
+        on_stop(stopped)
         return [Route("/v1/traces", traces, methods=["POST"])]
 
     fake = types.ModuleType(OTLP_MODULE)
@@ -242,3 +250,4 @@ def test_the_otlp_module_s_routes_are_mounted_when_it_exists(monkeypatch: pytest
     # the traces' interactions go to the gateway's topic, through its broker
     assert seen == [OtlpSettings(topic=settings.topic, kafka=settings.kafka, max_event_bytes=settings.max_event_bytes)]
     assert len(counted) == 1 and isinstance(counted[0], OtlpMetrics)
+    assert stops == ["stopped"]  # what the routes registered ran when the gateway stopped
