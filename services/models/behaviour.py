@@ -11,6 +11,9 @@ from flywheel_feedback.labeling.fingerprints import SERIES_KEYS, interaction_fea
 from flywheel_feedback.services.lake.events import read_events
 from flywheel_feedback.services.lake.labels import read_labels
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.models.metrics import ModelChangeMetrics
+from flywheel_feedback.services.models.webhook import post_alarms
+from flywheel_feedback.services.settings import ModelSettings
 
 _LABEL_COLUMNS = ("interaction_id", "ts", "app", "task", "model_id", "model_version", "output_text", "copied",
                   "accepted", "n_edits", "n_retries", "abandoned_explicit", "abandoned_inferred", "label")
@@ -58,3 +61,16 @@ def window_of(interactions: pl.DataFrame, days: float | None) -> pl.DataFrame:
     newest = interactions["ts"].max()
     assert isinstance(newest, datetime)
     return interactions.filter(pl.col("ts") > newest - timedelta(days=days))
+
+
+def check_models(store: ObjectStore, settings: ModelSettings, metrics: ModelChangeMetrics) -> list[Alarm]:
+    """One pass of `serve`'s model stage: alarms over the look-back window onto the metrics, the new ones to the
+    webhook. Returns the new alarms."""
+    interactions = lake_interactions(store)
+    if interactions is None:
+        return []
+    _, alarms = model_alarms(window_of(interactions, settings.lookback_days), settings.detector())
+    new = metrics.show(alarms)
+    if settings.webhook_url is not None:
+        post_alarms(settings.webhook_url.get_secret_value(), new, timeout_s=settings.webhook_timeout_s)
+    return new

@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from flywheel_feedback.services.errors import FlywheelError
 from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.lake.tables import EXPORT_VERSIONS, MODEL_LINEAGE, slice_table
@@ -26,7 +27,7 @@ EVALUATED_ON = "evaluated_on"
 _AT = re.compile(r"^(?P<name>[^@\s]+)@(?P<version>[^@\s]+)$")
 
 
-class LineageError(ValueError):
+class LineageError(FlywheelError, ValueError):
     """A reference that names no model, export or slice version."""
 
 
