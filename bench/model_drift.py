@@ -127,6 +127,10 @@ def main() -> None:
             frame, alarms = run(seed, args.hours, (ModelChange(CHANGED, change_at, **fields),), keys, config)
             hits = [a for a in alarms if a.series["model_id"] == CHANGED and a.alarmed_at > change_at]
             false_alarms += sum(1 for a in alarms if a not in hits)
+            for a in alarms:
+                if a not in hits:
+                    print(f"{name} seed={seed}: false alarm on {a.series['model_id']} {a.measure} {a.direction} at "
+                          f"hour {(a.alarmed_at - START) / timedelta(hours=1):.0f}", flush=True)
             # the other two models for the whole run, the changed one until its change
             model_hours += 2 * args.hours + CHANGE_AT_H
             if hits:

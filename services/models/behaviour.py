@@ -27,7 +27,7 @@ def lake_interactions(store: ObjectStore) -> pl.DataFrame | None:
     labels = read_labels(store, columns=_LABEL_COLUMNS)
     if labels is None or labels.is_empty():
         return None
-    served = read_events(store, types=["interaction"], columns=["interaction_id", "model", "latency_ms"])
+    served = read_events(store, types=["interaction"], columns=["type", "interaction_id", "model", "latency_ms"])
     served = served.select(
         "interaction_id", pl.col("model").struct.field("provider").fill_null("unknown").alias("provider"),
         "latency_ms",
