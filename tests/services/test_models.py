@@ -176,6 +176,20 @@ def test_lineage_records_queries_and_the_not_comparable_flag(published: Path, tm
     assert "exports/sft" in used and "support-llm" in used and "trained_on" in used
 
 
+def test_the_report_plots_the_changed_series_and_flags_scores(published: Path, tmp_path: Path) -> None:
+    store = LocalStore(published)
+    record(store, Ref("write-llm", "w-7"), evaluated_on=Ref(SLICE, "2"), metrics={"accuracy": 0.5})
+    record(store, Ref("write-llm", "w-6"), evaluated_on=Ref(SLICE, "1"), metrics={"accuracy": 0.4})
+    out = run("report", "--lake", str(published), "--out", str(tmp_path / "report.html"))
+    assert "report.html" in out
+    page = (tmp_path / "report.html").read_text()
+    section = page.split("<section id='models'>")[1].split("</section>")[0]
+    assert "model change(s)</b> detected" in section
+    assert section.count('class="change"') >= 2 and section.count('class="detected"') >= 2
+    assert "code-llm@v3.1 code-assistant/explain-code: outputs with markdown code fences, up" in section
+    assert "NOT COMPARABLE: scored on v1, v2" in section
+
+
 def test_lineage_mistakes_are_one_line_errors(published: Path) -> None:
     common = ["--lake", str(published)]
     assert "no version 9" in run("models", "record", "--model", "m@1", "--trained-on", "sft@9", *common, ok=False)
