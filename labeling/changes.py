@@ -143,9 +143,11 @@ def _cusum(series: dict[str, Any], measure: str, rows: list[tuple[Any, ...]], h:
         upper = lower = 0.0
         up_from = down_from = start + config.warmup_windows
         alarm_at: int | None = None
+        zs: list[float] = []
         for j in range(start + config.warmup_windows, len(rows)):
             _, n, mean, _, _ = rows[j]
             z = (mean - mu0) / math.sqrt(var0 * (1 / n + 1 / n0))
+            zs.append(z)
             upper = max(0.0, upper + z - config.k)
             lower = max(0.0, lower - z - config.k)
             if upper == 0.0:
@@ -158,7 +160,8 @@ def _cusum(series: dict[str, Any], measure: str, rows: list[tuple[Any, ...]], h:
         if alarm_at is None:
             break
         direction = "up" if upper > h else "down"
-        first = min(up_from if direction == "up" else down_from, alarm_at)
+        first = _change_point(zs, start + config.warmup_windows,
+                              min(up_from if direction == "up" else down_from, alarm_at), alarm_at)
         n1, mu1, raw_var1 = _pool(rows[first:alarm_at + 1])
         var1 = _variance(kind, mu1, raw_var1, config)
         se = math.sqrt(var0 / n0 + var1 / n1)
@@ -171,6 +174,20 @@ def _cusum(series: dict[str, Any], measure: str, rows: list[tuple[Any, ...]], h:
         ))
         start = alarm_at + 1
     return alarms
+
+
+def _change_point(zs: list[float], offset: int, earliest: int, alarm_at: int) -> int:
+    """The most likely first changed window between `earliest` (where the CUSUM last left zero) and the alarm:
+    the start of the segment whose mean standardised shift is most significant (the GLR estimate). The CUSUM's
+    own estimate runs early when the sum drifted up by chance before the change."""
+    best, best_score = earliest, -1.0
+    total = 0.0
+    for j in range(alarm_at, earliest - 1, -1):
+        total += zs[j - offset]
+        score = abs(total) / math.sqrt(alarm_at - j + 1)
+        if score > best_score:
+            best, best_score = j, score
+    return best
 
 
 def alarms_frame(alarms: list[Alarm]) -> pl.DataFrame:
