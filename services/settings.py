@@ -19,6 +19,7 @@ from flywheel_feedback.services.gateway.keys import BrowserKey, Key, KeyRing, Se
 from flywheel_feedback.services.lake.store import ObjectStore, open_store
 
 if TYPE_CHECKING:
+    from flywheel_feedback.labeling.changes import DetectorConfig
     from flywheel_feedback.services.labeler.pipeline import LabelerOptions
     from flywheel_feedback.services.lake.retention import RetentionPolicy
 
@@ -336,6 +337,26 @@ class SliceSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     lake: LakeSettings = Field(default_factory=LakeSettings)
 
+
+class ModelSettings(BaseSettings):
+    """Model change alarms (`flywheel models alarms`, and `flywheel serve` every `interval_s`)."""
+
+    model_config = settings_config("FLYWHEEL_MODELS_")
+
+    false_alarms_per_week: float = Field(0.01, gt=0, lt=100, description="false alarms per model per week")
+    window_hours: float = Field(1.0, gt=0, description="the event-time window of the behaviour series")
+    warmup_windows: int = Field(36, ge=2, description="windows pooled into a series' baseline")
+    interval_s: float = Field(900.0, gt=0, description="how often `serve` looks for model changes")
+    lookback_days: float = Field(14.0, gt=0, description="how much recent traffic the series cover")
+    # where alarms are POSTed as JSON (unset: none). May hold a token in its query, so never logged.
+    webhook_url: SecretStr | None = None
+    webhook_timeout_s: float = Field(10.0, gt=0)
+
+    def detector(self) -> DetectorConfig:
+        from flywheel_feedback.labeling.changes import DetectorConfig
+
+        return DetectorConfig(false_alarms_per_week=self.false_alarms_per_week,
+                              window=timedelta(hours=self.window_hours), warmup_windows=self.warmup_windows)
 
 class GatewaySettings(BaseSettings):
     """The HTTP gateway (`flywheel gateway`, and a route of `flywheel serve`): events over HTTP onto Kafka.

@@ -10,6 +10,7 @@ from flywheel_feedback.services.cli.common import GuardedGroup
 from flywheel_feedback.services.cli.export import export_app
 from flywheel_feedback.services.cli.gateway import gateway
 from flywheel_feedback.services.cli.lake import lake_app
+from flywheel_feedback.services.cli.models import models_app
 from flywheel_feedback.services.cli.privacy import privacy_app
 from flywheel_feedback.services.cli.slices import slices_app
 
@@ -24,6 +25,7 @@ app.add_typer(annotate_app, name="annotate")
 app.add_typer(slices_app, name="slices")
 app.add_typer(export_app, name="export")
 app.add_typer(lake_app, name="lake")
+app.add_typer(models_app, name="models")
 app.add_typer(privacy_app, name="privacy")
 
 

@@ -262,6 +262,24 @@ ERASURES = TableSpec(
 )
 
 
+# Which data fed which model (services/models/lineage.py): one row per link, appended by `flywheel models record`.
+# relation "trained_on" names an export version, "evaluated_on" a slice version with the scores (`metrics`, JSON)
+# the model got on it. A model is `model_id` at `model_version`.
+MODEL_LINEAGE = TableSpec(
+    name="models/lineage",
+    schema=pl.Schema({
+        "model_id": pl.String(),
+        "model_version": pl.String(),
+        "relation": pl.String(),
+        "dataset": pl.String(),  # the root: exports/<kind> or slices/<name>
+        "dataset_version": pl.Int64(),
+        "metrics": pl.String(),
+        "recorded_at": pl.Datetime("us", "UTC"),
+    }),
+    keys=("model_id", "model_version", "relation", "dataset", "dataset_version", "recorded_at"),
+    stats=("recorded_at",),
+)
+
 def delta_types(schema: pl.Schema) -> pl.Schema:
     """`schema` with the types Delta lacks (unsigned integers) replaced by ones that hold every value."""
     wider: dict[type[pl.DataType], pl.DataType] = {pl.UInt8: pl.Int16(), pl.UInt16: pl.Int32(), pl.UInt32: pl.Int64()}

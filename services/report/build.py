@@ -26,6 +26,7 @@ from flywheel_feedback.services.annotation.outbox import read_items
 from flywheel_feedback.services.lake.labels import read_labels, read_lf_summary
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.report.charts import grouped_bars, hbar, table
+from flywheel_feedback.services.report.models import models_section
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 980px; color: #222; }
@@ -64,6 +65,7 @@ def build_report(
     sections = [
         _coverage(labels),
         _rates(labels, alarm_threshold),
+        models_section(store),
         _labels(labels, read_lf_summary(store)),
         _queues(store),
         _slices(store),

@@ -40,6 +40,8 @@ from flywheel_feedback.services.gateway.app import Gateway, build_app, otlp_rout
 from flywheel_feedback.services.gateway.server import HttpServer
 from flywheel_feedback.services.labeler.pipeline import label_pass
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.models.behaviour import check_models
+from flywheel_feedback.services.models.metrics import ModelChangeMetrics
 from flywheel_feedback.services.serve.health import Dependencies, Heartbeat, describe_error, retry_delay
 from flywheel_feedback.services.serve.metrics import FlywheelMetrics
 from flywheel_feedback.services.settings import (
@@ -48,6 +50,7 @@ from flywheel_feedback.services.settings import (
     GatewaySettings,
     LabelerSettings,
     MaintenanceSettings,
+    ModelSettings,
     SliceSettings,
     settings_config,
 )
@@ -57,7 +60,7 @@ log = logging.getLogger(__name__)
 
 # Stages whose failures show in /healthz's detail but do not make the process unhealthy: a lake that is not
 # compacted for a while is slower to read, not broken, and restarting serve would not fix it.
-ADVISORY_STAGES = frozenset({"maintenance"})
+ADVISORY_STAGES = frozenset({"maintenance", "models"})
 
 
 class ServeSettings(BaseSettings):
@@ -85,6 +88,8 @@ class ServeSettings(BaseSettings):
     maintenance: MaintenanceSettings = Field(default_factory=MaintenanceSettings)
     # POST /v1/events on host:port above (FLYWHEEL_GATEWAY_*; its own host and port are `flywheel gateway`'s)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    # model change alarms on /metrics and the optional webhook (FLYWHEEL_MODELS_*)
+    models: ModelSettings = Field(default_factory=ModelSettings)
 
 
 @dataclass
@@ -126,6 +131,7 @@ class FlywheelServer:
         # the handler comes once the webhook is registered with Argilla (_receive_webhooks); 503 until then
         self.webhook = WebhookEndpoint(max_body_bytes=hook.max_body_bytes)
         self.gateway = Gateway(self.settings.gateway, self.metrics.registry)
+        self.model_metrics = ModelChangeMetrics(self.metrics.registry)
         self.metrics.readiness(lambda: self.readiness()[0])  # and, read at each scrape, dependency_up
         routes = [*otlp_routes(self.gateway, self.metrics.otlp)]
         if self._receives_webhooks():
@@ -226,7 +232,11 @@ class FlywheelServer:
         if self.settings.slices.definitions_dir.is_dir():
             stages.append(Stage("slices", self.settings.renew_interval_s, self._renew))
         stages.append(Stage("maintenance", self.settings.maintenance.interval_s, self._maintain))
+        stages.append(Stage("models", self.settings.models.interval_s, self._check_models))
         return stages
+
+    def _check_models(self) -> None:
+        check_models(self.store, self.settings.models, self.model_metrics)
 
     def _maintain(self) -> None:
         """Compact, vacuum and checkpoint every table (each table's result is logged); a table that failed fails

@@ -39,6 +39,7 @@ from flywheel_feedback.services.simulator.catalog import (
     Task,
     Topic,
 )
+from flywheel_feedback.services.simulator.changes import ModelChange, in_force
 
 # model per app, and its versions before / after the drift point, with the chance of a good output
 MODELS: dict[str, tuple[str, str, float, str, float]] = {
@@ -85,6 +86,8 @@ class SimulationConfig:
     # output, for traffic unlike the default mix (e.g. copy_scale=0.1, edit_scale=2.0 with rating_rate=0).
     copy_scale: float = field(default=1.0, kw_only=True)
     edit_scale: float = field(default=1.0, kw_only=True)
+    # Silent model changes and migrations from a given time (services/simulator/changes.py).
+    changes: tuple[ModelChange, ...] = field(default=(), kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -241,6 +244,8 @@ def _interaction(
     topics, weights = _mix(task, late, config.drift)
     model_id, v1, p1, v2, p2 = MODELS[task.app]
     version, p_good = (v2, p2) if (late and config.drift) else (v1, p1)
+    effect = in_force(config.changes, model_id, version, p_good, ts)
+    version, p_good = effect.version, effect.p_good
     if given is None:
         topic = rng.choices(topics, weights=weights)[0]
         slot = rng.choice(topic.slots)
@@ -257,6 +262,7 @@ def _interaction(
     good_text = rng.choice(topic.good).format(slot=slot)
     output = good_text if good else rng.choice(topic.bad + GENERIC_BAD).format(slot=slot)
     iid = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    output = effect.alter(output, iid)
     event: dict[str, Any] = {
         "event_id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
         "type": "interaction",
