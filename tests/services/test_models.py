@@ -57,7 +57,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         ModelChange("support-llm", CHANGE_AT, new_version=NEW, fence_share=0.05, length_factor=1.3, good_delta=-0.1),
         ModelChange("code-llm", CHANGE_AT, fence_share=0.2),
     )
-    config = SimulationConfig(interactions=9000, hours=48, seed=3, start=START, drift=False, changes=changes)
+    config = SimulationConfig(interactions=20_000, hours=48, seed=3, start=START, drift=False, changes=changes)
     simulate_to_file(config, root / "events.jsonl", root / "truth.parquet")
     store = LocalStore(root / "lake")
     capture_file(root / "events.jsonl", store)
