@@ -6,6 +6,12 @@ fills fields and metadata) and the way back (webhooks and reconcile read the ans
 The weak label is shown, never offered as an Argilla suggestion: argilla-server 2.8's UI pre-selects a pending
 record's suggestion as the answer (Enter would submit it unread), so the label model's guess would come back
 as gold. It is in the signals field and in metadata (filterable), and the quality question starts empty.
+
+The input is a chat field, `conversation`, for every record: a chat interaction's whole input (system prompt,
+earlier turns, tool messages, the user's last message) in order, a plain prompt as one user message. One field
+type serves a queue holding both kinds, since a dataset's fields are fixed once it is published (argilla-server
+2.8 refuses to add one). A dataset made before this layout keeps its `input` text field: its records get the
+conversation rendered as text there (`LEGACY_FIELD_INPUT`), under the same name, so answers keep mapping back.
 """
 
 from __future__ import annotations
@@ -20,7 +26,8 @@ if TYPE_CHECKING:
 Queue = Literal["uncertain", "suspect", "conflict", "audit", "adjudication", "renewal"]
 QUEUES: Final[tuple[Queue, ...]] = get_args(Queue)
 
-FIELD_INPUT: Final = "input"
+FIELD_CONVERSATION: Final = "conversation"
+LEGACY_FIELD_INPUT: Final = "input"  # the input of datasets made before the conversation field (text)
 FIELD_OUTPUT: Final = "output"
 FIELD_EDIT: Final = "user_edit"
 FIELD_SIGNALS: Final = "signals"
@@ -62,15 +69,17 @@ def queue_of(prefix: str, name: str) -> str | None:
 
 
 GUIDELINES: Final = (
-    "Judge the model's output for the user's input: is it good or bad for this user? If you can, write the "
-    "output it should have given. The signals say what the user did with it and the weak label (what the user's "
-    "behaviour suggests) with its confidence: a hint, not an answer, so no answer is pre-selected. Personal data "
-    "is masked "
-    "([EMAIL_1], [PHONE_1], ...): judge the output as if the real values were there."
+    "Judge the model's output as the answer to the conversation: is it good or bad for this user? The "
+    "conversation is what the model was given, in order: a system prompt, earlier turns and tool results when "
+    "there were any, and the user's last message, which the output answers (a plain prompt is one user "
+    "message). If you can, write the output it should have given. The signals say what the user did with it "
+    "and the weak label (what the user's behaviour suggests) with its confidence: a hint, not an answer, so no "
+    "answer is pre-selected. Personal data is masked ([EMAIL_1], [PHONE_1], ...): judge the output as if the "
+    "real values were there."
 )
 # What each queue means, what to check, and whom to trust when the evidence disagrees.
 QUEUE_GUIDELINES: Final[dict[str, str]] = {
-    "uncertain": "The label model could not decide. Read the output against the input; the signals may be few.",
+    "uncertain": "The label model could not decide. Read the output against the conversation; the signals may be few.",
     "suspect": "cleanlab thinks the weak label is wrong: the weak label is likely the wrong answer here. Decide "
                "from the text, not from the weak label.",
     "conflict": "The user's explicit rating contradicts what their behaviour says. Trust the text first; when it "
@@ -102,7 +111,8 @@ def dataset_settings(client: rg.Argilla, *, min_submitted: int, queue: str | Non
     return rg.Settings(
         guidelines=guidelines_for(queue),
         fields=[
-            rg.TextField(name=FIELD_INPUT, title="User input", client=client),
+            rg.ChatField(name=FIELD_CONVERSATION, title="Conversation (what the model was given)",
+                         use_markdown=False, _client=client),
             rg.TextField(name=FIELD_OUTPUT, title="Model output", client=client),
             rg.TextField(name=FIELD_EDIT, title="The user's edit (removed ~~struck~~, added **bold**)",
                          required=False, use_markdown=True, client=client),
@@ -133,9 +143,17 @@ def dataset_settings(client: rg.Argilla, *, min_submitted: int, queue: str | Non
 def missing_from(dataset: Any) -> list[str]:
     """What a found dataset lacks of our layout (a dataset someone else created under our name), apart from
     the metadata added later (`later_metadata_missing`)."""
-    want = {FIELD_INPUT, FIELD_OUTPUT, FIELD_EDIT, FIELD_SIGNALS, QUESTION_LABEL, QUESTION_CORRECTION}
+    have = _names(dataset)
+    want = {FIELD_OUTPUT, FIELD_EDIT, FIELD_SIGNALS, QUESTION_LABEL, QUESTION_CORRECTION}
     want |= set(TERMS_METADATA) | set(FLOAT_METADATA)
-    return sorted(want - _names(dataset) - set(LATER_METADATA))
+    if not {FIELD_CONVERSATION, LEGACY_FIELD_INPUT} & have:
+        want.add(FIELD_CONVERSATION)
+    return sorted(want - have - set(LATER_METADATA))
+
+
+def has_conversation_field(dataset: Any) -> bool:
+    """True for a dataset of the current layout; False for one that still has the older `input` text field."""
+    return any(f.name == FIELD_CONVERSATION and f.type == "chat" for f in dataset.settings.fields)
 
 
 def later_metadata_missing(

@@ -23,7 +23,7 @@ import polars as pl
 
 from flywheel_feedback.services.annotation.client import ArgillaUnavailableError, connect, is_unavailable
 from flywheel_feedback.services.annotation.datasets import ensure_dataset
-from flywheel_feedback.services.annotation.layout import QUEUES, check_queues, dataset_name
+from flywheel_feedback.services.annotation.layout import QUEUES, check_queues, dataset_name, has_conversation_field
 from flywheel_feedback.services.annotation.outbox import mark_sent, pending_items
 from flywheel_feedback.services.annotation.records import RecordPayload, build_records, masked_items
 from flywheel_feedback.services.lake.labels import read_labels
@@ -145,13 +145,17 @@ def _push_queue(
         client, name=name, workspace=settings.workspace, min_submitted=settings.min_submitted,
         queue=str(group.item(0, "queue")) if group.height else None))
     total, confirmed = group.height, 0
+    conversation_field = has_conversation_field(dataset)
+    if not conversation_field:
+        log.info("dataset %r has the older layout (an `input` text field; Argilla cannot add a field to a "
+                 "published dataset): its records show the conversation as text", name)
     started = time.perf_counter()
     say(f"{name}: {total} records to send")
     for offset in range(0, total, settings.batch_size):
         if tally.stop.is_set():
             raise _StoppedError
         batch = group.slice(offset, settings.batch_size)
-        payloads = build_records(batch)
+        payloads = build_records(batch, conversation_field=conversation_field)
         ok_ids = _send_batch(client, settings, tally.stop, dataset.id, name, payloads)
         if ok_ids:
             # Only now, after Argilla answered: a crash before this line leaves the batch pending.

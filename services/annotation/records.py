@@ -3,24 +3,29 @@
 Pure code: polars frames in, plain payloads out (no Argilla import), so it is tested without a server.
 Masking happens on the joined frame, before any payload exists: every free-text column that reaches a
 record (input, output, the user's edit, the user's correction, the routing reason) goes through
-`labeling.pii`, and the signals summary is built from the masked columns only.
+`labeling.pii`, and the signals summary is built from the masked columns only. A chat input's messages
+(`input_messages`, masked per message by the labeler already) are masked again here, per message, so a labels
+row written by anything else still cannot carry personal data to Argilla.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 import polars as pl
 
+from flywheel_feedback.labeling.conversations import mask_messages
 from flywheel_feedback.labeling.pii import mask_columns
 from flywheel_feedback.services.annotation.layout import (
     CLASS_LABELS,
+    FIELD_CONVERSATION,
     FIELD_EDIT,
-    FIELD_INPUT,
     FIELD_OUTPUT,
     FIELD_SIGNALS,
+    LEGACY_FIELD_INPUT,
     META_LABEL_MODEL,
     META_WEAK_CONFIDENCE,
     META_WEAK_LABEL,
@@ -35,6 +40,7 @@ LABEL_COLUMNS: Final[dict[str, Any]] = {
     "task": pl.String,
     "model_version": pl.String,
     "input_text": pl.String,
+    "input_messages": pl.String,
     "output_text": pl.String,
     "edited_text": pl.String,
     "correction_text": pl.String,
@@ -51,7 +57,12 @@ LABEL_COLUMNS: Final[dict[str, Any]] = {
     "confidence": pl.Float64,
     "label_model_version": pl.String,
 }
-EMPTY_TEXT: Final = "(empty)"  # a required Argilla text field cannot be empty
+EMPTY_TEXT: Final = "(empty)"  # a required Argilla text field, or a chat message, cannot be empty
+# argilla-server 2.8 refuses a chat message longer than this (characters)
+MAX_MESSAGE_CHARS: Final = 20_000
+
+Message = dict[str, str]  # {"role": ..., "content": ...}, as Argilla's chat field takes it
+FieldValue = str | list[Message]
 
 
 @dataclass(frozen=True)
@@ -61,7 +72,7 @@ class RecordPayload:
 
     interaction_id: str
     queue: str
-    fields: dict[str, str]
+    fields: dict[str, FieldValue]
     metadata: dict[str, str | float]
 
 
@@ -89,21 +100,29 @@ def masked_items(items: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFram
         table, on="interaction_id", how="left", maintain_order="left"
     )
     has_labels = pl.col("interaction_id").is_in(table.get_column("interaction_id").implode())
-    found = joined.filter(has_labels)
-    return mask_columns(found, FREE_TEXT), items.filter(~has_labels)
+    found = mask_columns(joined.filter(has_labels), FREE_TEXT)
+    return found.with_columns(mask_messages(found.get_column("input_messages"))), items.filter(~has_labels)
 
 
-def build_records(masked: pl.DataFrame) -> list[RecordPayload]:
-    """Record payloads from the rows of `masked_items` (already masked: nothing here masks again)."""
-    return [_record(row) for row in masked.iter_rows(named=True)]
+def build_records(masked: pl.DataFrame, *, conversation_field: bool = True) -> list[RecordPayload]:
+    """Record payloads from the rows of `masked_items` (already masked: nothing here masks again).
+
+    `conversation_field` False builds them for a dataset of the older layout, whose input is a text field.
+    """
+    return [_record(row, conversation_field) for row in masked.iter_rows(named=True)]
 
 
-def _record(row: dict[str, Any]) -> RecordPayload:
-    fields = {
-        FIELD_INPUT: _text(row["input_text"]),
-        FIELD_OUTPUT: _text(row["output_text"]),
-        FIELD_SIGNALS: signals_summary(row),
-    }
+def _record(row: dict[str, Any], conversation_field: bool) -> RecordPayload:
+    fields: dict[str, FieldValue] = {}
+    messages = conversation(row["input_messages"], row["input_text"])
+    if conversation_field:
+        fields[FIELD_CONVERSATION] = messages
+    elif row["input_messages"] is None:
+        fields[LEGACY_FIELD_INPUT] = _text(row["input_text"])
+    else:  # the older text field shows the whole conversation too, as `role: content` paragraphs
+        fields[LEGACY_FIELD_INPUT] = render_text(messages)
+    fields[FIELD_OUTPUT] = _text(row["output_text"])
+    fields[FIELD_SIGNALS] = signals_summary(row)
     if row["edited_text"]:
         fields[FIELD_EDIT] = edit_diff(_text(row["output_text"]), row["edited_text"])
     metadata: dict[str, str | float] = {
@@ -124,6 +143,27 @@ def _record(row: dict[str, Any]) -> RecordPayload:
         fields=fields,
         metadata=metadata,
     )
+
+
+def conversation(messages_json: str | None, input_text: str | None) -> list[Message]:
+    """The whole input as chat messages, in order: a chat's message list, or a plain prompt as one user
+    message. Empty contents get a placeholder and over-long ones are cut (Argilla refuses both)."""
+    decoded: list[dict[str, Any]] = json.loads(messages_json) if messages_json else []
+    pairs = [(str(m.get("role") or "user"), m.get("content")) for m in decoded] or [("user", input_text)]
+    return [{"role": role, "content": _message_text(content)} for role, content in pairs]
+
+
+def render_text(messages: list[Message]) -> str:
+    """A conversation as one text, a `role: content` paragraph per message (for an older dataset's text field)."""
+    return "\n\n".join(f"{m['role']}: {m['content']}" for m in messages)
+
+
+def _message_text(content: object) -> str:
+    text = _text(content)
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    note = f" [... cut: {len(text)} characters in all]"
+    return text[: MAX_MESSAGE_CHARS - len(note)] + note
 
 
 def edit_diff(output: str, edited: str) -> str:

@@ -178,6 +178,11 @@ def delete_webhooks(owner: Any, url: str) -> None:
             webhook.delete()
 
 
+def texts_of(value: str | list[dict[str, str]]) -> list[str]:
+    """A text field's value, or each message's content of a chat field."""
+    return [value] if isinstance(value, str) else [m["content"] for m in value]
+
+
 def plant_pii(store: LocalStore, ids: list[str]) -> None:
     """Personal data and secrets in the inputs, outputs, edits and corrections of these interactions."""
     labels = read_labels(store)
@@ -218,8 +223,9 @@ def test_push_is_idempotent_and_no_planted_pii_reaches_argilla(stack: Stack, lak
             blob = json.dumps(data, default=str)
             leaked = [text for text in PLANTED if text in blob]
             assert not leaked, f"{iid} in {queue} leaked {leaked}"
-            for name, text in data["fields"].items():
-                assert not find_pii(text), (iid, name, text)
+            for name, value in data["fields"].items():
+                for text in texts_of(value):
+                    assert not find_pii(text), (iid, name, text)
             assert data["metadata"]["queue"] == queue
             assert set(data["metadata"]) >= {"task", "model_version", "queue", "reason", "priority"}
             # the weak label is shown (metadata, signals), never a suggestion the UI would pre-select
@@ -635,7 +641,8 @@ def test_a_record_argilla_refuses_holds_back_only_itself(stack: Stack, prefix: s
     settings = settings_for(stack, prefix)
     name = f"{prefix}audit"
     dataset = ensure_dataset(owner, name=name, workspace="default", min_submitted=1)
-    fields = {"input": "Reset my password", "output": "Open Settings.", "signals": "nothing recorded"}
+    fields: dict[str, Any] = {"conversation": [{"role": "user", "content": "Reset my password"}],
+                              "output": "Open Settings.", "signals": "nothing recorded"}
     payloads = [
         RecordPayload("ok-1", "audit", fields, {"queue": "audit", "priority": 0.5}),
         RecordPayload("refused", "audit", fields, {"queue": "audit", "priority": "high"}),  # not a float
@@ -679,12 +686,12 @@ def test_a_dataset_of_an_older_layout_gains_the_weak_label_metadata(stack: Stack
     import argilla as rg
 
     from flywheel_feedback.services.annotation.datasets import ensure_dataset
-    from flywheel_feedback.services.annotation.layout import LATER_METADATA, dataset_settings
+    from flywheel_feedback.services.annotation.layout import LATER_METADATA
 
     owner = _owner(stack)
     queue = str(read_items(lake).item(0, "queue"))
     name = f"{prefix}{queue}"
-    old = dataset_settings(owner, min_submitted=1, queue=queue)
+    old = older_settings(owner, queue)
     for prop in list(old.metadata):
         if prop.name in LATER_METADATA:
             old.metadata.remove(prop)
@@ -709,3 +716,118 @@ def metadata_names(owner: Any, name: str) -> set[str]:
         warnings.simplefilter("ignore")
         dataset = owner.datasets(name=name, workspace="default")
     return {m.name for m in dataset.settings.metadata}
+
+
+def older_settings(owner: Any, queue: str) -> Any:
+    """Our layout as flywheel made it before the conversation field: the input as a text field."""
+    import argilla as rg
+
+    from flywheel_feedback.services.annotation.layout import dataset_settings
+
+    settings = dataset_settings(owner, min_submitted=1, queue=queue)
+    fields = [rg.TextField(name="input", title="User input", client=owner),
+              *(f for f in settings.fields if f.name != "conversation")]
+    return rg.Settings(guidelines=settings.guidelines, fields=fields, questions=list(settings.questions),
+                       metadata=list(settings.metadata), distribution=settings.distribution)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# chat interactions: the annotator sees the whole conversation
+
+# A support chat as the capture keeps it: system prompt, an earlier turn, a tool result, the user's last message.
+CHAT = [
+    {"role": "system", "content": "You are Acme's support assistant. Never read out account data."},
+    {"role": "user", "content": f"I cannot sign in. Mail me at {PLANTED[0]} or call {PLANTED[1]}."},
+    {"role": "assistant", "content": "Sorry to hear that. Which error do you see?"},
+    {"role": "tool", "content": f"account lookup: card {PLANTED[2]}, api key {PLANTED[3]}"},
+    {"role": "user", "content": "It says the password expired. How do I reset it?"},
+]
+
+
+def plant_chat(store: LocalStore, iid: str) -> None:
+    """Make `iid` a chat interaction whose messages carry personal data and secrets, unmasked (as if an older or
+    foreign writer had skipped masking): the push must mask them on its own."""
+    labels = read_labels(store)
+    assert labels is not None
+    hit = pl.col("interaction_id") == iid
+    replace_labels(store, labels.with_columns(
+        pl.when(hit).then(pl.lit(json.dumps(CHAT))).otherwise(pl.col("input_messages")).alias("input_messages"),
+        pl.when(hit).then(pl.lit(CHAT[-1]["content"])).otherwise(pl.col("input_text")).alias("input_text"),
+    ))
+
+
+def test_a_chat_record_shows_the_whole_conversation_in_order_with_pii_masked(
+    stack: Stack, lake: LocalStore, prefix: str
+) -> None:
+    items = read_items(lake)
+    queue = str(items.item(0, "queue"))
+    in_queue = items.filter(pl.col("queue") == queue).get_column("interaction_id").to_list()
+    planted = in_queue[0]
+    plant_chat(lake, planted)
+    assert push(lake, settings_for(stack, prefix), queues=[queue]).complete
+
+    owner = _owner(stack)
+    name = f"{prefix}{queue}"
+    dataset = owner.datasets(name=name, workspace="default")
+    api = httpx.Client(base_url=stack.url, headers={"X-Argilla-Api-Key": stack.api_key})
+    fields = api.get(f"/api/v1/datasets/{dataset.id}/fields").json()["items"]
+    assert {f["name"]: f["settings"]["type"] for f in fields} == {
+        "conversation": "chat", "output": "text", "user_edit": "text", "signals": "text"}
+
+    # read back through the REST API, as the annotation UI gets it
+    found = api.post(f"/api/v1/me/datasets/{dataset.id}/records/search", params={"limit": 1000},
+                     json={"query": {}}).json()["items"]
+    by_id = {r["record"]["external_id"]: r["record"] for r in found}
+    assert set(by_id) == set(in_queue)
+    messages = by_id[planted]["fields"]["conversation"]
+    assert [m["role"] for m in messages] == [m["role"] for m in CHAT]
+    assert messages[0]["content"] == CHAT[0]["content"] and messages[2]["content"] == CHAT[2]["content"]
+    assert messages[4]["content"] == CHAT[4]["content"]  # the user's last message, which the output answers
+    assert messages[1]["content"] == "I cannot sign in. Mail me at [EMAIL_1] or call [PHONE_1]."
+    assert "[CARD_1]" in messages[3]["content"] and "[KEY_1]" in messages[3]["content"]
+    blob = json.dumps(by_id[planted])
+    assert not [text for text in PLANTED if text in blob]
+    assert not [t for m in messages if (t := find_pii(m["content"]))]
+
+    # every other record of the queue: its whole input, the labels' conversation or the prompt as one message
+    labels = read_labels(lake)
+    assert labels is not None
+    inputs = {r["interaction_id"]: r for r in labels.filter(pl.col("interaction_id").is_in(in_queue))
+              .select("interaction_id", "input_text", "input_messages").to_dicts()}
+    chats = 0
+    for iid in in_queue[1:]:
+        shown = by_id[iid]["fields"]["conversation"]
+        kept = inputs[iid]["input_messages"]
+        if kept is None:
+            assert shown == [{"role": "user", "content": inputs[iid]["input_text"] or "(empty)"}]
+        else:
+            chats += 1
+            assert [m["role"] for m in shown] == [m["role"] for m in json.loads(kept)]
+            assert [m["content"] for m in shown] == [m["content"] or "(empty)" for m in json.loads(kept)]
+    assert chats > 0, "the simulated traffic routed no chat interaction here: what this part checks"
+
+
+def test_an_older_dataset_keeps_its_input_text_field_and_shows_the_conversation_there(
+    stack: Stack, lake: LocalStore, prefix: str
+) -> None:
+    """argilla-server refuses a new field on a published dataset: a dataset made before the conversation field
+    keeps its layout, and a chat's input field holds the whole conversation as `role: content` paragraphs."""
+    import argilla as rg
+
+    items = read_items(lake)
+    queue = str(items.item(0, "queue"))
+    planted = str(items.filter(pl.col("queue") == queue).item(0, "interaction_id"))
+    plant_chat(lake, planted)
+    owner = _owner(stack)
+    name = f"{prefix}{queue}"
+    made = rg.Dataset(name=name, workspace="default", settings=older_settings(owner, queue), client=owner).create()
+    assert push(lake, settings_for(stack, prefix), queues=[queue]).complete
+
+    dataset = owner.datasets(name=name, workspace="default")
+    assert dataset.id == made.id and {f.name for f in dataset.settings.fields} == {
+        "input", "output", "user_edit", "signals"}
+    text = records_of(owner, name)[planted].to_dict()["fields"]["input"]
+    paragraphs = text.split("\n\n")
+    assert [p.split(": ", 1)[0] for p in paragraphs] == [m["role"] for m in CHAT]
+    assert paragraphs[-1] == f"user: {CHAT[-1]['content']}"
+    assert not [t for t in PLANTED if t in text] and not find_pii(text)

@@ -33,7 +33,13 @@ from flywheel_feedback.services.annotation.outbox import (
     read_items,
     read_sent,
 )
-from flywheel_feedback.services.annotation.records import EMPTY_TEXT, build_records, masked_items
+from flywheel_feedback.services.annotation.records import (
+    EMPTY_TEXT,
+    MAX_MESSAGE_CHARS,
+    build_records,
+    conversation,
+    masked_items,
+)
 from flywheel_feedback.services.labeler.pipeline import read_gold
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store
 from flywheel_feedback.services.lake.tables import GOLD, OUTBOX
@@ -112,8 +118,8 @@ def test_records_carry_fields_and_metadata_and_show_the_weak_label_without_sugge
     assert list(records) == ["i-0", "i-1", "i-3"]  # the outbox's order (highest priority first)
 
     r0, r1, r3 = records["i-0"], records["i-1"], records["i-3"]
-    assert set(r0.fields) == {"input", "output", "signals"}  # no edit: the optional field is left out
-    assert set(r1.fields) == {"input", "output", "user_edit", "signals"}
+    assert set(r0.fields) == {"conversation", "output", "signals"}  # no edit: the optional field is left out
+    assert set(r1.fields) == {"conversation", "output", "user_edit", "signals"}
     assert r0.metadata == {
         "task": "reply-draft",
         "model_version": "2026-11-15",
@@ -147,7 +153,7 @@ def test_planted_pii_never_reaches_a_record() -> None:
     for secret in SECRETS:
         assert secret not in blob, secret
     for record in records:
-        for text in [*record.fields.values(), *(str(v) for v in record.metadata.values())]:
+        for text in [*texts_of(record.fields), *(str(v) for v in record.metadata.values())]:
             assert not find_pii(text), (record.interaction_id, text)
     assert "[EMAIL_1]" in blob and "[CARD_1]" in blob and "[KEY_1]" in blob and "[PHONE_1]" in blob
 
@@ -155,15 +161,106 @@ def test_planted_pii_never_reaches_a_record() -> None:
 def test_an_empty_input_gets_a_placeholder_and_items_without_labels_are_set_aside() -> None:
     masked, orphans = masked_items(outbox_frame(["i-5", "unknown"]), labels_frame())
     (record,) = build_records(masked)
-    assert record.fields["input"] == EMPTY_TEXT
+    assert record.fields["conversation"] == [{"role": "user", "content": EMPTY_TEXT}]
     assert orphans.get_column("interaction_id").to_list() == ["unknown"]
+
+
+def texts_of(fields: dict[str, Any]) -> list[str]:
+    """Every text of a record's fields: a text field's value, each message of a chat field."""
+    return [text for value in fields.values()
+            for text in ([value] if isinstance(value, str) else [m["content"] for m in value])]
+
+
+# A support chat: system prompt, an earlier turn, a tool result, and the user's last message (the input_text).
+CHAT = [
+    {"role": "system", "content": "You are the support assistant of Acme. Never share account data."},
+    {"role": "user", "content": f"Hi, I am locked out. My email is {PLANTED['email']}."},
+    {"role": "assistant", "content": "I can help. What happens when you sign in?"},
+    {"role": "tool", "content": f"account lookup: card {PLANTED['card']}, phone {PLANTED['phone']}"},
+    {"role": "user", "content": f"It says my key {PLANTED['openai_key']} is wrong. How do I reset my password?"},
+]
+
+
+def chat_labels() -> pl.DataFrame:
+    """Two chat interactions and a plain prompt, the chat's messages unmasked as if written by anything."""
+    labels = labels_frame(4).with_columns(
+        pl.Series("input_messages", [json.dumps(CHAT), json.dumps(CHAT[3:]), None, None], dtype=pl.String))
+    return labels.with_columns(
+        pl.when(pl.col("input_messages").is_not_null()).then(pl.lit(CHAT[-1]["content"]))
+        .otherwise(pl.col("input_text")).alias("input_text"))
+
+
+def test_a_chat_record_holds_the_whole_conversation_in_order_masked() -> None:
+    masked, _ = masked_items(outbox_frame(["i-0", "i-1", "i-2"]), chat_labels())
+    chat, short, plain = build_records(masked)
+    messages = chat.fields["conversation"]
+    assert isinstance(messages, list)
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "tool", "user"]
+    assert messages[0]["content"] == CHAT[0]["content"]  # nothing to mask: as it was
+    assert messages[2]["content"] == CHAT[2]["content"]
+    assert messages[1]["content"] == "Hi, I am locked out. My email is [EMAIL_1]."
+    assert "[CARD_1]" in messages[3]["content"] and "[PHONE_1]" in messages[3]["content"]
+    assert messages[4]["content"].endswith("is wrong. How do I reset my password?")
+    assert short.fields["conversation"] == [
+        {"role": m["role"], "content": c} for m, c in zip(CHAT[3:], (messages[3]["content"], messages[4]["content"]),
+                                                           strict=True)]
+    # a plain prompt is one user message
+    assert plain.fields["conversation"] == [{"role": "user", "content": masked.item(2, "input_text")}]
+    assert "[CARD_1]" in masked.item(2, "input_text")
+    blob = json.dumps([asdict(r) for r in (chat, short, plain)])
+    for secret in SECRETS:
+        assert secret not in blob, secret
+    for text in texts_of(chat.fields):
+        assert not find_pii(text), text
+
+
+def test_a_dataset_of_the_older_layout_gets_the_conversation_as_text_in_its_input_field() -> None:
+    masked, _ = masked_items(outbox_frame(["i-0", "i-2"]), chat_labels())
+    chat, plain = build_records(masked, conversation_field=False)
+    assert set(chat.fields) == {"input", "output", "signals"}
+    text = chat.fields["input"]
+    assert isinstance(text, str)
+    paragraphs = text.split("\n\n")
+    assert [p.split(":", 1)[0] for p in paragraphs] == ["system", "user", "assistant", "tool", "user"]
+    assert paragraphs[1] == "user: Hi, I am locked out. My email is [EMAIL_1]."
+    assert not find_pii(text)
+    assert plain.fields["input"] == masked.item(1, "input_text")  # a plain prompt: as before
+
+
+def test_conversation_messages_are_never_empty_nor_longer_than_argilla_takes() -> None:
+    long = "x" * (MAX_MESSAGE_CHARS + 5)
+    messages = conversation(json.dumps([{"role": "system", "content": ""}, {"role": "user", "content": long}]),
+                            long)
+    assert messages[0] == {"role": "system", "content": EMPTY_TEXT}
+    assert len(messages[1]["content"]) == MAX_MESSAGE_CHARS
+    assert messages[1]["content"].endswith(f"[... cut: {MAX_MESSAGE_CHARS + 5} characters in all]")
+    assert conversation(None, "  ") == [{"role": "user", "content": EMPTY_TEXT}]
+
+
+def test_the_layout_takes_the_conversation_field_or_an_older_input_field() -> None:
+    from types import SimpleNamespace
+
+    from flywheel_feedback.services.annotation.layout import has_conversation_field, missing_from
+
+    def dataset(*fields: tuple[str, str]) -> Any:
+        rest = [SimpleNamespace(name=n, type="text") for n in ("output", "user_edit", "signals")]
+        questions = [SimpleNamespace(name=n) for n in ("quality", "corrected_output")]
+        metadata = [SimpleNamespace(name=n) for n in ("task", "model_version", "queue", "reason", "priority")]
+        return SimpleNamespace(settings=SimpleNamespace(
+            fields=[SimpleNamespace(name=n, type=t) for n, t in fields] + rest, questions=questions,
+            metadata=metadata))
+
+    current, older, neither = dataset(("conversation", "chat")), dataset(("input", "text")), dataset()
+    assert missing_from(current) == missing_from(older) == []
+    assert missing_from(neither) == ["conversation"]
+    assert has_conversation_field(current) and not has_conversation_field(older)
 
 
 def test_an_older_labels_table_without_some_columns_still_builds_records() -> None:
     labels = labels_frame().drop("rephrase_similarity", "dwell_ms", "correction_text", "abandoned_inferred")
     masked, _ = masked_items(outbox_frame(["i-0"]), labels)
     (record,) = build_records(masked)
-    assert record.fields["output"].startswith("Open Settings")
+    assert str(record.fields["output"]).startswith("Open Settings")
 
 
 def test_a_column_null_in_every_row_is_fine_whatever_type_it_was_written_with() -> None:
