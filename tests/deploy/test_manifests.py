@@ -578,7 +578,9 @@ def test_k8s_deployments_have_probes() -> None:
                 http = (container.get(kind) or {}).get("httpGet")
                 if http:
                     assert http["port"] in ports, f"{name}: {kind} asks undeclared port {http['port']}"
-                    assert http["path"] == "/healthz", f"{name}: {kind} path"
+                    # liveness restarts a stuck process; readiness (and startup) waits for its dependencies
+                    expected = "/livez" if kind == "livenessProbe" else "/readyz"
+                    assert http["path"] == expected, f"{name}: {kind} asks {http['path']}, not {expected}"
 
 
 def test_k8s_capture_scales_out() -> None:
