@@ -35,17 +35,17 @@ def models_alarms(
     """Behaviour changes per model, version and task: silent (same version) and across versions."""
     from flywheel_feedback.labeling.changes import alarms_frame
     from flywheel_feedback.services.errors import FlywheelError
-    from flywheel_feedback.services.models.behaviour import lake_interactions, model_alarms, window_of
+    from flywheel_feedback.services.models.behaviour import lake_interactions, model_alarms
     from flywheel_feedback.services.models.webhook import describe, post_alarms
     from flywheel_feedback.services.settings import ModelSettings
 
     settings = ModelSettings()
     if false_alarms_per_week is not None:
         settings = settings.model_copy(update={"false_alarms_per_week": false_alarms_per_week})
-    interactions = lake_interactions(open_lake(lake))
+    interactions = lake_interactions(open_lake(lake), days=days)
     if interactions is None:
         raise FlywheelError("no labels in this lake yet: run `flywheel label` first")
-    _, alarms = model_alarms(window_of(interactions, days), settings.detector())
+    _, alarms = model_alarms(interactions, settings.detector())
     for alarm in alarms:
         typer.echo(describe(alarm))
     if not alarms:
@@ -73,16 +73,16 @@ def models_diff(
     from flywheel_feedback.labeling.fingerprints import interaction_features
     from flywheel_feedback.labeling.model_diff import diff_models
     from flywheel_feedback.services.errors import FlywheelError
-    from flywheel_feedback.services.models.behaviour import lake_interactions, window_of
+    from flywheel_feedback.services.models.behaviour import lake_interactions
     from flywheel_feedback.services.models.lineage import comparability, not_comparable, parse_ref, read_lineage
 
     store = open_lake(lake)
     ra, rb = parse_ref(a, "model A"), parse_ref(b, "model B")
-    interactions = lake_interactions(store)
+    interactions = lake_interactions(store, days=days)
     if interactions is None:
         raise FlywheelError("no labels in this lake yet: run `flywheel label` first")
     try:
-        diff = diff_models(interaction_features(window_of(interactions, days)), (ra.name, ra.version),
+        diff = diff_models(interaction_features(interactions), (ra.name, ra.version),
                            (rb.name, rb.version), alpha=alpha)
     except ValueError as e:
         raise FlywheelError(str(e)) from None

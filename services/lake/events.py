@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import IO
 
 import numpy as np
@@ -183,14 +184,21 @@ def write_events(
 
 
 def read_events(
-    store: ObjectStore, *, types: Sequence[str] | None = None, columns: Sequence[str] | None = None
+    store: ObjectStore,
+    *,
+    types: Sequence[str] | None = None,
+    columns: Sequence[str] | None = None,
+    since_date: date | None = None,
 ) -> pl.DataFrame:
     """All captured events as one frame, each event_id once (its first capture wins).
 
-    `columns` narrows what is read (the Kafka position is always read, to order duplicates)."""
+    `columns` narrows what is read (the Kafka position is always read, to order duplicates); `since_date` keeps the
+    events of that date and later, reading only those partitions."""
     frame = delta.scan(store, RAW_EVENTS)
     position = ("kafka_topic", "kafka_partition", "kafka_offset")
     wanted = EVENTS_SCHEMA.names() if columns is None else [*columns, "event_id", *position]
+    if since_date is not None:  # the event-date partitions from that date on, no others read
+        frame = frame.filter(pl.col("date") >= since_date)
     frame = frame.select(list(dict.fromkeys(wanted)))
     if types is not None:
         frame = frame.filter(pl.col("type").is_in(list(types)))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from datetime import date
 from typing import Any, Final
 
 import polars as pl
@@ -54,17 +55,33 @@ def join_labels(rows: pl.DataFrame, patterns: pl.DataFrame, issues: pl.DataFrame
     )
 
 
-def read_labels(store: ObjectStore, *, columns: Sequence[str] | None = None) -> pl.DataFrame | None:
+def read_labels(
+    store: ObjectStore, *, columns: Sequence[str] | None = None, served_since: date | None = None
+) -> pl.DataFrame | None:
     """One row per labeled interaction (None while the labeler has not run); `columns` narrows the result
-    (names it lacks are skipped)."""
+    (names it lacks are skipped); `served_since` keeps the interactions served on that date or later, reading only
+    those dates' partitions."""
     if delta.open_table(store, LABELS) is None:
         return None
+    labels = delta.scan(store, LABELS)
+    if served_since is not None:
+        labels = labels.filter(pl.col("date") >= served_since)
     frame = join_labels(
-        delta.scan(store, LABELS).collect(),
+        labels.collect(),
         delta.scan(store, LABEL_PATTERNS).collect(),
         delta.scan(store, ISSUES).collect(),
     )
     return frame if columns is None else frame.select([c for c in columns if c in frame.columns])
+
+
+def newest_served_date(store: ObjectStore) -> date | None:
+    """The newest date an interaction of the labels table was served on (None while it has none): from the
+    partition values in the Delta log, no data file read."""
+    index = delta.file_index(store, LABELS)
+    if "partition.date" not in index.columns or index.is_empty():
+        return None
+    newest = index.get_column("partition.date").cast(pl.Date).max()
+    return newest if isinstance(newest, date) else None
 
 
 def labels_version(store: ObjectStore) -> int | None:

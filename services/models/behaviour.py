@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 import polars as pl
@@ -9,7 +10,7 @@ import polars as pl
 from flywheel_feedback.labeling.changes import Alarm, DetectorConfig, detect
 from flywheel_feedback.labeling.fingerprints import SERIES_KEYS, interaction_features, windowed
 from flywheel_feedback.services.lake.events import read_events
-from flywheel_feedback.services.lake.labels import read_labels
+from flywheel_feedback.services.lake.labels import newest_served_date, read_labels
 from flywheel_feedback.services.lake.store import ObjectStore
 from flywheel_feedback.services.models.metrics import ModelChangeMetrics
 from flywheel_feedback.services.models.webhook import post_alarms
@@ -21,20 +22,30 @@ _LABEL_COLUMNS = ("interaction_id", "ts", "app", "task", "model_id", "model_vers
 MODEL_LINE_KEYS = tuple(k for k in SERIES_KEYS if k != "model_version")
 
 
-def lake_interactions(store: ObjectStore) -> pl.DataFrame | None:
+def lake_interactions(store: ObjectStore, *, days: float | None = None) -> pl.DataFrame | None:
     """One row per labeled interaction with its output, signals, weak label, provider and latency (None before
-    the labeler has run). The output is the labels' (PII-masked) text."""
-    labels = read_labels(store, columns=_LABEL_COLUMNS)
+    the labeler has run). The output is the labels' (PII-masked) text. With `days`, only the interactions served
+    in the last `days` before the newest one, read from those dates' partitions of the labels and raw tables
+    alone: a periodic check costs what its window holds, not the whole history."""
+    since_date = None
+    if days is not None:
+        newest = newest_served_date(store)
+        if newest is None:
+            return None
+        since_date = newest - timedelta(days=math.ceil(days) + 1)  # whole days; window_of trims to the hour
+    labels = read_labels(store, columns=_LABEL_COLUMNS, served_since=since_date)
     if labels is None or labels.is_empty():
         return None
-    served = read_events(store, types=["interaction"], columns=["type", "interaction_id", "model", "latency_ms"])
+    served = read_events(store, types=["interaction"], columns=["type", "interaction_id", "model", "latency_ms"],
+                         since_date=since_date)
     served = served.select(
         "interaction_id", pl.col("model").struct.field("provider").fill_null("unknown").alias("provider"),
         "latency_ms",
     ).unique("interaction_id", keep="first")
-    return labels.rename({"output_text": "output"}).join(served, on="interaction_id", how="left").with_columns(
+    joined = labels.rename({"output_text": "output"}).join(served, on="interaction_id", how="left").with_columns(
         pl.col("provider").fill_null("unknown")
     )
+    return window_of(joined, days)
 
 
 def model_alarms(
@@ -66,10 +77,10 @@ def window_of(interactions: pl.DataFrame, days: float | None) -> pl.DataFrame:
 def check_models(store: ObjectStore, settings: ModelSettings, metrics: ModelChangeMetrics) -> list[Alarm]:
     """One pass of `serve`'s model stage: alarms over the look-back window onto the metrics, the new ones to the
     webhook. Returns the new alarms."""
-    interactions = lake_interactions(store)
+    interactions = lake_interactions(store, days=settings.lookback_days)
     if interactions is None:
         return []
-    _, alarms = model_alarms(window_of(interactions, settings.lookback_days), settings.detector())
+    _, alarms = model_alarms(interactions, settings.detector())
     new = metrics.show(alarms)
     if settings.webhook_url is not None:
         post_alarms(settings.webhook_url.get_secret_value(), new, timeout_s=settings.webhook_timeout_s)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -197,3 +197,35 @@ def test_lineage_mistakes_are_one_line_errors(published: Path) -> None:
     assert "no export kind" in run("models", "record", "--model", "m@1", "--trained-on", "xyz@1", *common, ok=False)
     with pytest.raises(LineageError):
         record(LocalStore(published), Ref("m", "1"))
+
+
+def test_the_periodic_check_reads_only_its_look_back_window(tmp_path: Path) -> None:
+    """The model stage costs what its window holds: with the files of every older date gone from disk (a read of
+    those partitions would fail), a check over the last two days still runs, and sees exactly those days."""
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    config = SimulationConfig(interactions=3000, hours=24 * 8, seed=5, start=start, drift=False)
+    simulate_to_file(config, tmp_path / "events.jsonl", tmp_path / "truth.parquet")
+    store = LocalStore(tmp_path / "lake")
+    capture_file(tmp_path / "events.jsonl", store)
+    label_pass(store, options=LabelerOptions(folds=3))
+    everything = lake_interactions(store)
+    assert everything is not None
+    newest = everything["ts"].max()
+    assert isinstance(newest, datetime)
+    keep_from = (newest - timedelta(days=2 + 1)).date()  # the window's days and the margin of a day
+    removed = 0
+    for table in ("raw/events", "labels/interactions"):
+        for folder in (tmp_path / "lake" / table).glob("date=*"):
+            if date.fromisoformat(folder.name.removeprefix("date=")) < keep_from:
+                for data in folder.glob("*.parquet"):
+                    data.unlink()
+                    removed += 1
+    assert removed > 0
+    with pytest.raises(OSError):  # the whole history is no longer readable ...
+        lake_interactions(store)
+    recent = lake_interactions(store, days=2)  # ... the window is
+    assert recent is not None
+    expected = everything.filter(pl.col("ts") > newest - timedelta(days=2))
+    assert sorted(recent["interaction_id"]) == sorted(expected["interaction_id"])
+    assert recent["latency_ms"].null_count() == expected["latency_ms"].null_count()  # the raw side joined too
+    check_models(store, ModelSettings(lookback_days=2), ModelChangeMetrics())
