@@ -52,6 +52,11 @@ class GoldResponse:
 def land(store: ObjectStore, responses: Sequence[GoldResponse]) -> int | None:
     """Add the response versions the lake does not hold yet, in one commit; returns the table's new version
     (None when every version was already there, or there are none)."""
+    from flywheel_feedback.services.privacy.argilla import owed_interactions
+
+    # an erasure whose Argilla part is pending: its records' answers must not bring the interactions back
+    owed = owed_interactions(store)
+    responses = [r for r in responses if r.interaction_id not in owed]
     if not responses:
         return None
     versions = {r.version: r for r in sorted(responses, key=lambda r: r.version)}  # a batch may repeat one

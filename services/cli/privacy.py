@@ -33,11 +33,13 @@ def privacy_erase(
     verbose: VerboseOption = False,
 ) -> None:
     """Delete every row about one user from every table (events, labels, gold, outbox, slices, exports), vacuum
-    the files, and record the erasure (who asked, when, rows per table; nothing about the person)."""
+    the files, and record the erasure (who asked, when, rows per table; nothing about the person). With
+    FLYWHEEL_ARGILLA_API_KEY set, also their records in Argilla; when Argilla is unreachable that part stays
+    pending, and every later run retries it."""
     import getpass
 
     from flywheel_feedback.services.privacy.erase import erase_user
-    from flywheel_feedback.services.settings import PrivacySettings, SliceSettings
+    from flywheel_feedback.services.settings import AnnotationSettings, PrivacySettings, SliceSettings
 
     configure_logging(verbose)
     settings = PrivacySettings()
@@ -45,12 +47,17 @@ def privacy_erase(
     who = requested_by or settings.requested_by or getpass.getuser()
     if not yes:
         typer.confirm(f"erase every row about user {user_id!r} from {store.url}? This cannot be undone", abort=True)
-    result = erase_user(store, user_id, requested_by=who)
+    annotation = AnnotationSettings()
+    if annotation.api_key is None:
+        typer.echo("FLYWHEEL_ARGILLA_API_KEY is not set: Argilla's records are not erased", err=True)
+    result = erase_user(store, user_id, requested_by=who, annotation=annotation)
     for table, rows in result.rows.items():
         version = result.new_versions.get(table)
         note = f", v{version} published without them" if version is not None else ""
         typer.echo(f"{table:<28} {rows:>8} rows{note}")
     typer.echo(result.summary())
+    if result.argilla_error is not None:
+        typer.echo(f"the Argilla part stays pending: {result.argilla_error}", err=True)
     slices = SliceSettings()
     if result.new_versions and (slices.announce if announce is None else announce):
         _announce(store, slices)

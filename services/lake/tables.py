@@ -261,6 +261,21 @@ ERASURES = TableSpec(
     stats=("requested_at",),
 )
 
+# Erasures whose Argilla part is not done yet (services/privacy/argilla.py): one row per interaction of the
+# person whose record must leave Argilla, by the SHA-256 of its id (a random UUID, so the hash names no one and
+# the lake holds no link to the person meanwhile). The rows are deleted, and the files vacuumed, once done.
+ARGILLA_PENDING = TableSpec(
+    name="privacy/argilla_pending",
+    schema=pl.Schema({
+        "erasure_id": pl.String(),
+        "requested_by": pl.String(),
+        "requested_at": pl.Datetime("us", "UTC"),
+        "interaction_hash": pl.String(),
+    }),
+    keys=("erasure_id", "interaction_hash"),
+    stats=("requested_at",),
+)
+
 
 # Which data fed which model (services/models/lineage.py): one row per link, appended by `flywheel models record`.
 # relation "trained_on" names an export version, "evaluated_on" a slice version with the scores (`metrics`, JSON)

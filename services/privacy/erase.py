@@ -13,7 +13,12 @@ cleanlab's findings and slice and export rows carry only the interaction id, so 
 4. purge: the files replaced are vacuumed with no retention, so they are gone from disk or S3 (time travel to
    before the erasure ends), and a table made before its log statistics were limited gets its log cleaned up to
    a checkpoint (`services/lake/deletes.py`);
-5. the audit record (`privacy/erasures`).
+5. the audit record (`privacy/erasures`);
+6. with Argilla configured (an API key in AnnotationSettings), the records of their interactions leave every
+   queue's dataset, with their responses and suggestions (services/privacy/argilla.py). What Argilla is owed is
+   written before step 1 (`privacy/argilla_pending`, hashes of the interaction ids), so Argilla being down does
+   not stop the lake part nor lose the obligation: every later run retries every pending erasure, and an audit
+   row (table `argilla`) counts the records deleted once done.
 
 Deletes are commits of their own (not Delta DELETE, which would write the predicate, the user's id, into the
 log). The log records statistics only of columns without personal data (TableSpec.stats), and commit metadata
@@ -22,15 +27,16 @@ whose raw files were rewritten, and the user's are no longer in them; renewals a
 
 Erasure is idempotent: run it again and it finds nothing, or what a labeler pass, renewal or export that was
 already running when it started wrote meanwhile (run it while none is, or run it twice). It cannot reach copies
-outside the lake: the Kafka topics (their retention), Argilla's datasets, files already pulled.
+outside the lake and Argilla: the Kafka topics (their retention), files already pulled.
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -49,7 +55,11 @@ from flywheel_feedback.services.lake.tables import (
     RAW_EVENTS,
     VOTE_COUNTS,
 )
+from flywheel_feedback.services.privacy.argilla import erase_pending, record_pending
 from flywheel_feedback.services.slices.erasure import erase_from_versions
+
+if TYPE_CHECKING:
+    from flywheel_feedback.services.settings import AnnotationSettings
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +79,10 @@ class Erasure:
     files_rewritten: dict[str, int] = field(default_factory=dict)
     new_versions: dict[str, int] = field(default_factory=dict)  # slices/<name>, exports/<kind> -> new version
     purged: dict[str, int] = field(default_factory=dict)  # table -> files vacuumed
+    argilla_deleted: int | None = None  # records deleted from Argilla; None: not configured, or still pending
+    argilla_pending: bool = False  # the Argilla part waits for a later run (argilla_error says why)
+    argilla_error: str | None = None
+    argilla_retried: dict[str, int] = field(default_factory=dict)  # older erasures finished now -> records
 
     @property
     def total(self) -> int:
@@ -77,14 +91,28 @@ class Erasure:
     def summary(self) -> str:
         tables = ", ".join(f"{t} {n}" for t, n in self.rows.items() if n) or "nothing found"
         versions = "".join(f"; {root} v{v} published without them" for root, v in self.new_versions.items())
+        argilla = ""
+        if self.argilla_pending:
+            argilla = "; Argilla records pending (a later `flywheel privacy erase` retries)"
+        elif self.argilla_deleted is not None:
+            argilla = f"; {self.argilla_deleted} Argilla records deleted"
+        if self.argilla_retried:
+            argilla += (f"; {len(self.argilla_retried)} earlier erasures finished in Argilla "
+                        f"({sum(self.argilla_retried.values())} records)")
         return (f"erasure {self.erasure_id}: {self.interactions} interactions, {self.total} rows ({tables}); "
-                f"{sum(self.purged.values())} files vacuumed{versions}")
+                f"{sum(self.purged.values())} files vacuumed{versions}{argilla}")
 
 
 def erase_user(
-    store: ObjectStore, user_id: str, *, requested_by: str, now: datetime | None = None
+    store: ObjectStore,
+    user_id: str,
+    *,
+    requested_by: str,
+    now: datetime | None = None,
+    annotation: AnnotationSettings | None = None,
 ) -> Erasure:
-    """Delete every row about `user_id` from every table of the lake, vacuum the files, record the erasure."""
+    """Delete every row about `user_id` from every table of the lake, vacuum the files, record the erasure; with
+    `annotation` holding an API key, also their records in Argilla (and those of earlier pending erasures)."""
     if not user_id or not user_id.strip():
         raise ValueError(f"expected the user id to erase, got {user_id!r}")
     if not requested_by or not requested_by.strip():
@@ -93,6 +121,10 @@ def erase_user(
     erasure_id = uuid.uuid4().hex
     metadata = {ERASURE_ID_METADATA: erasure_id}
     ids = interactions_of(store, user_id)
+    argilla = annotation is not None and annotation.api_key is not None
+    if argilla:
+        record_pending(store, ids.to_list(), erasure_id=erasure_id, requested_by=requested_by,
+                       requested_at=requested_at)
     wanted = ids.implode()
     of_user = (pl.col("user_id") == user_id) | pl.col("interaction_id").is_in(wanted)
     of_interactions = pl.col("interaction_id").is_in(wanted)
@@ -122,8 +154,19 @@ def erase_user(
         new_versions={v.root: v.new_version for v in versions if v.new_version is not None}, purged=purged,
     )
     _audit(store, result)
+    if annotation is not None and argilla:
+        result = _erase_in_argilla(store, annotation, result)
     log.info("%s", result.summary())
     return result
+
+
+def _erase_in_argilla(store: ObjectStore, annotation: AnnotationSettings, result: Erasure) -> Erasure:
+    done = erase_pending(store, annotation)
+    mine = result.erasure_id
+    deleted = done.deleted.get(mine, 0 if mine not in done.pending else None)  # 0: it owed nothing
+    retried = {e: n for e, n in done.deleted.items() if e != mine}
+    return replace(result, argilla_deleted=deleted, argilla_pending=mine in done.pending,
+                   argilla_error=done.error, argilla_retried=retried)
 
 
 def interactions_of(store: ObjectStore, user_id: str) -> pl.Series:

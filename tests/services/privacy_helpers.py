@@ -13,27 +13,32 @@ from __future__ import annotations
 import io
 import json
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from deltalake import DeltaTable
 
 from flywheel_feedback.services.annotation.gold import GoldResponse, land
+from flywheel_feedback.services.annotation.layout import QUEUES
 from flywheel_feedback.services.annotation.outbox import enqueue
 from flywheel_feedback.services.capture.file_source import capture_file
 from flywheel_feedback.services.labeler.pipeline import LabelerOptions, label_pass
 from flywheel_feedback.services.lake.maintenance import lake_tables
 from flywheel_feedback.services.lake.store import ObjectStore
+from flywheel_feedback.services.settings import AnnotationSettings
 from flywheel_feedback.services.simulator.output import simulate_to_file
 from flywheel_feedback.services.simulator.traffic import SimulationConfig, planted_card
 from flywheel_feedback.services.slices.build import renew
 from flywheel_feedback.services.slices.definitions import find_definition
 from flywheel_feedback.services.slices.exports import export
+from tests.conftest import require
 
 from .slices_helpers import write_definition
 
@@ -187,3 +192,38 @@ def interactions_of(texts: dict[str, str], user_id: str) -> set[str]:
         if row.get("user_id") == user_id:
             ids.add(row["interaction_id"])
     return ids
+
+
+def argilla_settings(prefix: str) -> AnnotationSettings:
+    """The shared stack's Argilla (its owner's key), with a dataset-name prefix of the test's own."""
+    return AnnotationSettings(url=require("FLYWHEEL_TEST_ARGILLA_URL"),
+                              api_key=require("FLYWHEEL_TEST_ARGILLA_API_KEY"),
+                              dataset_prefix=prefix, retries=1, retry_backoff_s=0.2)
+
+
+def argilla_record_ids(settings: AnnotationSettings) -> set[str]:
+    """The record ids (interaction ids) of every queue dataset of the prefix, read with the SDK."""
+    ids: set[str] = set()
+    for dataset in _datasets(settings):
+        ids.update(str(record.id) for record in dataset.records)
+    return ids
+
+
+def delete_datasets(settings: AnnotationSettings) -> None:
+    for dataset in _datasets(settings):
+        dataset.delete()
+
+
+def _datasets(settings: AnnotationSettings) -> list[Any]:
+    import argilla as rg
+
+    assert settings.api_key is not None
+    client = rg.Argilla(api_url=settings.url, api_key=settings.api_key.get_secret_value())
+    found = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the SDK warns when a name is not found
+        for queue in QUEUES:
+            dataset = client.datasets(name=f"{settings.dataset_prefix}{queue}", workspace=settings.workspace)
+            if dataset is not None:
+                found.append(dataset)
+    return found

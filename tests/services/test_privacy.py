@@ -1,25 +1,35 @@
 """Privacy that holds: derived tables hold masked text only, and an erased person is nowhere in the lake (its
 tables read with `deltalake` directly, and every file's bytes, log included), on local disk and on S3, also
-after a labeler pass, a slice renewal and an export."""
+after a labeler pass, a slice renewal and an export; and their records leave the real Argilla (only theirs), also
+when Argilla was unreachable at first (the deletion stays pending and a later run completes it)."""
 
 from __future__ import annotations
 
 import re
 import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from flywheel_feedback.labeling.exports import Kind
 from flywheel_feedback.labeling.votes import count_rows
+from flywheel_feedback.services.annotation.gold import GoldResponse, land, read_gold_responses
+from flywheel_feedback.services.annotation.push import push
 from flywheel_feedback.services.cli import app
 from flywheel_feedback.services.labeler.pipeline import label_pass
 from flywheel_feedback.services.lake import delta
 from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Store
 from flywheel_feedback.services.lake.tables import ERASURES, LABELS, VOTE_COUNTS
 from flywheel_feedback.services.privacy import erase_user, read_erasures
+from flywheel_feedback.services.privacy.argilla import AUDIT_TABLE as ARGILLA_AUDIT
+from flywheel_feedback.services.privacy.argilla import read_pending
+from flywheel_feedback.services.settings import AnnotationSettings
 from flywheel_feedback.services.slices import load_export, load_slice
 from flywheel_feedback.services.slices.api import manifest_of
 from flywheel_feedback.services.slices.build import renew
@@ -32,13 +42,17 @@ from flywheel_feedback.services.slices.versions import (
     slice_root,
     verify_version,
 )
+from tests.conftest import free_port
 
 from .privacy_helpers import (
     NAME,
     OPTIONS,
     PLANTED_PII,
     Person,
+    argilla_record_ids,
+    argilla_settings,
     build_lake,
+    delete_datasets,
     file_texts,
     interactions_of,
     leaks,
@@ -175,3 +189,91 @@ def test_erase_on_s3_leaves_no_object_holding_the_person(
     again = label_pass(store, options=OPTIONS)
     assert again.mode == "incremental"
     check_gone(store, needles, stage="after a labeler pass on S3")
+
+
+@pytest.fixture
+def argilla(built: tuple[Path, Path, Person], tmp_path: Path) -> Iterator[tuple[LocalStore, AnnotationSettings]]:
+    """A copy of the lake whose outbox (the person's interactions and others') is pushed to Argilla, into
+    datasets of this test's own prefix (deleted afterwards)."""
+    store = copy_of(built, tmp_path / "lake")
+    settings = argilla_settings(f"fw-erase-{uuid.uuid4().hex[:10]}-")
+    try:
+        pushed = push(store, settings)
+        assert pushed.complete and pushed.sent > 0, pushed
+        yield store, settings
+    finally:
+        delete_datasets(settings)
+
+
+def users_of(store: ObjectStore, ids: set[str]) -> dict[str, str]:
+    labels = delta.scan(store, LABELS).select("interaction_id", "user_id").collect()
+    return {i: u for i, u in labels.iter_rows() if i in ids}
+
+
+def argilla_audit(store: ObjectStore) -> dict[str, int]:
+    audit = read_erasures(store).filter(pl.col("table") == ARGILLA_AUDIT)
+    return dict(audit.select("erasure_id", "rows").iter_rows())
+
+
+@pytest.mark.argilla
+def test_erase_deletes_the_persons_records_from_argilla_and_only_theirs(
+    built: tuple[Path, Path, Person], argilla: tuple[LocalStore, AnnotationSettings]
+) -> None:
+    store, settings = argilla
+    person = built[2]
+    before = argilla_record_ids(settings)
+    theirs = interactions_of(table_texts(store), person.user_id)
+    assert set(person.planted) <= before
+    others = {u for i, u in users_of(store, before).items() if i not in theirs}
+    assert len(others) >= 2 and person.user_id not in others  # other users' records are there too
+
+    result = erase_user(store, person.user_id, requested_by="dpo@example.org", annotation=settings)
+    after = argilla_record_ids(settings)
+    assert after == before - theirs and before & theirs
+    assert set(users_of(LocalStore(store.root), before - theirs).values()) == others
+    assert result.argilla_deleted == len(before & theirs) and not result.argilla_pending
+    assert argilla_audit(store) == {result.erasure_id: len(before & theirs)}
+    assert read_pending(store).is_empty()
+    check_gone(store, person.needles(theirs), stage="after erase with Argilla")
+
+
+@pytest.mark.argilla
+def test_erase_with_argilla_unreachable_keeps_the_deletion_pending_and_a_later_run_completes_it(
+    built: tuple[Path, Path, Person], argilla: tuple[LocalStore, AnnotationSettings]
+) -> None:
+    store, settings = argilla
+    person = built[2]
+    before = argilla_record_ids(settings)
+    theirs = interactions_of(table_texts(store), person.user_id)
+    owed = before & theirs
+    assert owed
+    closed = settings.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"})
+
+    first = erase_user(store, person.user_id, requested_by="dpo@example.org", annotation=closed)
+    assert first.total > 0  # the lake part completed
+    assert first.argilla_pending and first.argilla_deleted is None
+    assert first.argilla_error is not None and "unreachable" in first.argilla_error
+    assert argilla_record_ids(settings) == before
+    pending = read_pending(store)
+    assert set(pending.get_column("erasure_id")) == {first.erasure_id} and pending.height == len(theirs)
+    assert argilla_audit(store) == {}
+    check_gone(store, person.needles(theirs), stage="erased, Argilla pending")  # hashes only, no id
+    # an answer to one of their records, meanwhile (a webhook or reconcile), does not land
+    answer = GoldResponse(interaction_id=sorted(owed)[0], queue="audit", dataset=f"{settings.dataset_prefix}audit",
+                          annotator="ann-1", annotator_id="a-1", label=1, correction=None,
+                          submitted_at=datetime.now(UTC), response_id="r-late", source="webhook")
+    assert land(store, [answer]) is None
+    assert "r-late" not in read_gold_responses(store).get_column("response_id").to_list()
+
+    # a later run (here for the same person: it finds nothing in the lake) with the right URL finishes it
+    env = {"FLYWHEEL_ARGILLA_URL": settings.url, "FLYWHEEL_ARGILLA_DATASET_PREFIX": settings.dataset_prefix,
+           "FLYWHEEL_ARGILLA_API_KEY": settings.api_key.get_secret_value() if settings.api_key else ""}
+    result = CliRunner().invoke(app, ["privacy", "erase", "--user-id", person.user_id, "--lake", str(store.root),
+                                      "--yes", "--requested-by", "dpo@example.org", "--no-announce"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"1 earlier erasures finished in Argilla ({len(owed)} records)" in result.output
+    assert person.user_id not in result.output
+    assert argilla_record_ids(settings) == before - theirs
+    assert argilla_audit(store) == {first.erasure_id: len(owed)}
+    assert read_pending(store).is_empty()
+    check_gone(store, person.needles(theirs), stage="after the retry")
