@@ -4,7 +4,8 @@ A record's Argilla `external_id` is its interaction id (services/annotation/push
 its responses and suggestions with it. Before the lake part starts, the erasure writes what it owes Argilla into
 `privacy/argilla_pending` (the SHA-256 of each interaction id, never the id), so neither Argilla being down nor a
 crash loses the obligation. `erase_pending` then pages through each queue's dataset, hashes each record's
-external id, deletes the matches (DELETE /api/v1/datasets/{id}/records, at most 100 ids a call), appends an
+external id (search API, in a total order), deletes the matches (DELETE /api/v1/datasets/{id}/records, at most
+100 ids a call), appends an
 audit row per erasure it finished (table `argilla`, rows = records deleted) and drops that erasure's pending
 rows. Every `flywheel privacy erase` run does this for every pending erasure, its own and older ones. Meanwhile
 answers to those records (webhooks, reconcile) are not landed as gold (`owed_interactions`), so they do not bring
@@ -44,6 +45,8 @@ log = logging.getLogger(__name__)
 AUDIT_TABLE = "argilla"  # the `table` of the audit row saying how many Argilla records an erasure deleted
 PAGE = 500  # records per page while looking for the erased ones
 DELETE_LIMIT = 100  # ids per DELETE call: the server refuses more
+SEARCH = {"sort": [{"scope": {"entity": "record", "property": "inserted_at"}, "order": "asc"},
+                   {"scope": {"entity": "record", "property": "id"}, "order": "asc"}]}
 
 
 @dataclass(frozen=True)
@@ -135,23 +138,27 @@ def _matching_records(
         dataset = find_dataset(client, name=dataset_name(settings.dataset_prefix, queue), workspace=settings.workspace)
         if dataset is None:
             continue
-        # all pages first, then the deletes: deleting while paging by offset would skip records
-        matches: list[tuple[str, str]] = []
+        # all pages first, then the deletes: deleting while paging by offset would skip records. The search API
+        # sorts in a total order (a bulk upsert inserts many records at the same instant), so pages do not overlap
+        matches: dict[str, str] = {}
         offset = 0
         while True:
-            page = http.get(f"/api/v1/datasets/{dataset.id}/records", params={"offset": offset, "limit": PAGE})
+            page = http.post(f"/api/v1/datasets/{dataset.id}/records/search", json=SEARCH,
+                             params={"offset": offset, "limit": PAGE})
             page.raise_for_status()
-            records: list[dict[str, Any]] = page.json()["items"]
-            for record in records:
+            found = page.json()
+            items: list[dict[str, Any]] = found.get("items") or []
+            for item in items:
+                record = item["record"]
                 external = record.get("external_id")
                 erasure = owed.get(interaction_hash(str(external))) if external is not None else None
                 if erasure is not None:
-                    matches.append((str(record["id"]), erasure))
-            if len(records) < PAGE:
+                    matches[str(record["id"])] = erasure
+            offset += len(items)
+            if not items or offset >= int(found.get("total") or 0):
                 break
-            offset += PAGE
         if matches:
-            yield str(dataset.id), matches
+            yield str(dataset.id), list(matches.items())
 
 
 def _audit(store: ObjectStore, pending: pl.DataFrame, done: dict[str, int]) -> None:

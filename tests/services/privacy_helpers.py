@@ -201,12 +201,14 @@ def argilla_settings(prefix: str) -> AnnotationSettings:
                               dataset_prefix=prefix, retries=1, retry_backoff_s=0.2)
 
 
-def argilla_record_ids(settings: AnnotationSettings) -> set[str]:
-    """The record ids (interaction ids) of every queue dataset of the prefix, read with the SDK."""
-    ids: set[str] = set()
-    for dataset in _datasets(settings):
-        ids.update(str(record.id) for record in dataset.records)
-    return ids
+def argilla_records(settings: AnnotationSettings) -> set[tuple[str, str]]:
+    """(dataset, record id = interaction id) of every record in the queue datasets of the prefix, read with the
+    SDK (an interaction routed to two queues has a record in each)."""
+    return {(dataset.name, str(record.id)) for dataset in _datasets(settings) for record in dataset.records}
+
+
+def of_interactions(records: set[tuple[str, str]], ids: set[str]) -> set[tuple[str, str]]:
+    return {(dataset, record) for dataset, record in records if record in ids}
 
 
 def delete_datasets(settings: AnnotationSettings) -> None:

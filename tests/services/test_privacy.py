@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from flywheel_feedback.labeling.exports import Kind
 from flywheel_feedback.labeling.votes import count_rows
 from flywheel_feedback.services.annotation.gold import GoldResponse, land, read_gold_responses
+from flywheel_feedback.services.annotation.outbox import enqueue
 from flywheel_feedback.services.annotation.push import push
 from flywheel_feedback.services.cli import app
 from flywheel_feedback.services.labeler.pipeline import label_pass
@@ -28,7 +29,7 @@ from flywheel_feedback.services.lake.store import LocalStore, ObjectStore, S3Sto
 from flywheel_feedback.services.lake.tables import ERASURES, LABELS, VOTE_COUNTS
 from flywheel_feedback.services.privacy import erase_user, read_erasures
 from flywheel_feedback.services.privacy.argilla import AUDIT_TABLE as ARGILLA_AUDIT
-from flywheel_feedback.services.privacy.argilla import read_pending
+from flywheel_feedback.services.privacy.argilla import DELETE_LIMIT, erase_pending, read_pending, record_pending
 from flywheel_feedback.services.settings import AnnotationSettings
 from flywheel_feedback.services.slices import load_export, load_slice
 from flywheel_feedback.services.slices.api import manifest_of
@@ -49,13 +50,14 @@ from .privacy_helpers import (
     OPTIONS,
     PLANTED_PII,
     Person,
-    argilla_record_ids,
+    argilla_records,
     argilla_settings,
     build_lake,
     delete_datasets,
     file_texts,
     interactions_of,
     leaks,
+    of_interactions,
     table_texts,
 )
 
@@ -221,18 +223,17 @@ def test_erase_deletes_the_persons_records_from_argilla_and_only_theirs(
 ) -> None:
     store, settings = argilla
     person = built[2]
-    before = argilla_record_ids(settings)
+    before = argilla_records(settings)
     theirs = interactions_of(table_texts(store), person.user_id)
-    assert set(person.planted) <= before
-    others = {u for i, u in users_of(store, before).items() if i not in theirs}
+    owed = of_interactions(before, theirs)
+    assert set(person.planted) <= {record for _, record in owed}
+    others = set(users_of(store, {r for _, r in before - owed}).values())
     assert len(others) >= 2 and person.user_id not in others  # other users' records are there too
 
     result = erase_user(store, person.user_id, requested_by="dpo@example.org", annotation=settings)
-    after = argilla_record_ids(settings)
-    assert after == before - theirs and before & theirs
-    assert set(users_of(LocalStore(store.root), before - theirs).values()) == others
-    assert result.argilla_deleted == len(before & theirs) and not result.argilla_pending
-    assert argilla_audit(store) == {result.erasure_id: len(before & theirs)}
+    assert argilla_records(settings) == before - owed
+    assert result.argilla_deleted == len(owed) and not result.argilla_pending
+    assert argilla_audit(store) == {result.erasure_id: len(owed)}
     assert read_pending(store).is_empty()
     check_gone(store, person.needles(theirs), stage="after erase with Argilla")
 
@@ -243,9 +244,9 @@ def test_erase_with_argilla_unreachable_keeps_the_deletion_pending_and_a_later_r
 ) -> None:
     store, settings = argilla
     person = built[2]
-    before = argilla_record_ids(settings)
+    before = argilla_records(settings)
     theirs = interactions_of(table_texts(store), person.user_id)
-    owed = before & theirs
+    owed = of_interactions(before, theirs)
     assert owed
     closed = settings.model_copy(update={"url": f"http://127.0.0.1:{free_port()}"})
 
@@ -253,13 +254,13 @@ def test_erase_with_argilla_unreachable_keeps_the_deletion_pending_and_a_later_r
     assert first.total > 0  # the lake part completed
     assert first.argilla_pending and first.argilla_deleted is None
     assert first.argilla_error is not None and "unreachable" in first.argilla_error
-    assert argilla_record_ids(settings) == before
+    assert argilla_records(settings) == before
     pending = read_pending(store)
     assert set(pending.get_column("erasure_id")) == {first.erasure_id} and pending.height == len(theirs)
     assert argilla_audit(store) == {}
     check_gone(store, person.needles(theirs), stage="erased, Argilla pending")  # hashes only, no id
     # an answer to one of their records, meanwhile (a webhook or reconcile), does not land
-    answer = GoldResponse(interaction_id=sorted(owed)[0], queue="audit", dataset=f"{settings.dataset_prefix}audit",
+    answer = GoldResponse(interaction_id=sorted(owed)[0][1], queue="audit", dataset=f"{settings.dataset_prefix}audit",
                           annotator="ann-1", annotator_id="a-1", label=1, correction=None,
                           submitted_at=datetime.now(UTC), response_id="r-late", source="webhook")
     assert land(store, [answer]) is None
@@ -273,7 +274,26 @@ def test_erase_with_argilla_unreachable_keeps_the_deletion_pending_and_a_later_r
     assert result.exit_code == 0, result.output
     assert f"1 earlier erasures finished in Argilla ({len(owed)} records)" in result.output
     assert person.user_id not in result.output
-    assert argilla_record_ids(settings) == before - theirs
+    assert argilla_records(settings) == before - owed
     assert argilla_audit(store) == {first.erasure_id: len(owed)}
     assert read_pending(store).is_empty()
     check_gone(store, person.needles(theirs), stage="after the retry")
+
+
+@pytest.mark.argilla
+def test_erase_pending_deletes_more_records_than_one_delete_call_takes(
+    argilla: tuple[LocalStore, AnnotationSettings]
+) -> None:
+    store, settings = argilla
+    more = delta.scan(store, LABELS).select("interaction_id").head(2 * DELETE_LIMIT).collect()
+    enqueue(store, more.with_columns(queue=pl.lit("audit"), reason=pl.lit("test"), priority=pl.lit(1.0)),
+            source="test")
+    assert push(store, settings).complete
+    before = argilla_records(settings)
+    assert len(before) > DELETE_LIMIT
+    record_pending(store, sorted({record for _, record in before}), erasure_id="e-all", requested_by="test",
+                   requested_at=datetime.now(UTC))
+    done = erase_pending(store, settings)
+    assert done.deleted == {"e-all": len(before)} and done.error is None
+    assert argilla_records(settings) == set()
+    assert read_pending(store).is_empty()
