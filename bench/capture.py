@@ -37,42 +37,13 @@ import time
 import uuid
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-
-PROMPT = "How do I reset my password on the mobile app? I tried twice already and the link keeps expiring. "
-OUTPUT = (
-    "Open Settings > Account > Reset password. The link is valid for 15 minutes, so open it on the same device "
-    "right after you request it; if it expires, request a new one. "
-)
+from bench_traffic import REPO, bootstrap_from_stack, interaction  # a sibling: bench/ is on the path of a script there
 
 
 def event(i: int) -> tuple[bytes, bytes]:
     iid = f"i-{i // 3:09d}-{uuid.UUID(int=i).hex[:12]}"
-    body = {
-        "event_id": f"e-{i:010d}-{uuid.UUID(int=i * 7 + 1).hex}",
-        "type": "interaction",
-        "schema_version": 1,
-        "ts": f"2026-11-27T{(i // 3600) % 24:02d}:{(i // 60) % 60:02d}:{i % 60:02d}Z",
-        "interaction_id": iid,
-        "session_id": f"s-{i // 10:08d}",
-        "user_id": f"u-{i % 5000:06d}",
-        "app": "support-bot",
-        "task": "reply-draft",
-        "model": {"id": "support-llm", "version": "2026-11-15", "provider": "internal"},
-        "input": {"prompt": PROMPT + str(i)},
-        "output": OUTPUT + str(i),
-        "latency_ms": 500 + i % 700,
-        "metadata": {"segment": "pro", "locale": "en-US"},
-    }
+    body = interaction(i, event_id=f"e-{i:010d}-{uuid.UUID(int=i * 7 + 1).hex}", interaction_id=iid)
     return iid.encode(), json.dumps(body, separators=(",", ":")).encode()
-
-
-def bootstrap_from_stack() -> str:
-    env = REPO / ".run" / "stack.env"
-    for line in env.read_text().splitlines() if env.exists() else []:
-        if line.startswith("FLYWHEEL_TEST_KAFKA_BOOTSTRAP="):
-            return line.split("=", 1)[1].strip()
-    sys.exit("no broker: pass --bootstrap or run deploy/stack.sh up")
 
 
 def fill(bootstrap: str, topic: str, events: int) -> int:

@@ -85,6 +85,22 @@ def stopping(stop: Callable[[], None], address: str, port: int, word: str, log: 
     return flipped - unreachable
 
 
+def recovering(restart: Callable[[], None], port: int, log: Path) -> float:
+    """Bring the dependency back; the seconds /readyz took to say so."""
+    restart()
+    back = time.monotonic()
+    return wait_for("/readyz true again", lambda: ready(port), 60, log) - back
+
+
+def stop_and_check_exactly_once(process: subprocess.Popen[bytes], store: ObjectStore, ids: list[str],
+                                log: Path) -> None:
+    """SIGTERM ends serve cleanly, every event produced is in the lake once, and its last line says so."""
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(30) == 0, log.read_text()[-4000:]
+    assert landed_once(store, ids) and read_events(store).height == len(ids)
+    assert "stopped in" in log.read_text() and f"{len(ids)} events written to the lake this run" in log.read_text()
+
+
 def test_kafka_stopped_and_back_under_serve(tmp_path: Path) -> None:
     kafka = OwnKafka(tmp_path / "run").start()
     topic, port, run = unique("outage"), free_port(), unique("k")
@@ -107,19 +123,14 @@ def test_kafka_stopped_and_back_under_serve(tmp_path: Path) -> None:
         assert probe(port, "/livez")[0] == 200  # the process itself is fine: no restart wanted
         ids += produce(producer, topic, run, range(300, 600))  # held by the producer until the broker is back
 
-        kafka.resume()
-        back = time.monotonic()
-        recovered = wait_for("/readyz true again", lambda: ready(port), 60, log)
-        assert recovered - back <= BOUND_S, f"/readyz said Kafka was back {recovered - back:.1f}s after it was"
-        print(f"Kafka: not ready {late:.1f}s after its port closed, ready {recovered - back:.1f}s after it was back")
+        recovered = recovering(kafka.resume, port, log)
+        assert recovered <= BOUND_S, f"/readyz said Kafka was back {recovered:.1f}s after it was"
+        print(f"Kafka: not ready {late:.1f}s after its port closed, ready {recovered:.1f}s after it was back")
         ids += produce(producer, topic, run, range(600, 900))
         producer.flush(120)
         wait_for("every event in the lake", lambda: landed_once(store, ids), 90, log, every_s=1)
 
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0, log.read_text()[-4000:]
-        assert landed_once(store, ids) and read_events(store).height == len(ids)
-        assert "stopped in" in log.read_text() and f"{len(ids)} events written to the lake this run" in log.read_text()
+        stop_and_check_exactly_once(process, store, ids, log)
     finally:
         producer.close(5)
         stop_serve(process)
@@ -183,19 +194,14 @@ def test_lake_unreachable_and_back_under_serve(tmp_path: Path, kafka_bootstrap: 
         ids += produce(producer, kafka_topic, run, range(300, 600))  # capture holds them, retrying its writes
         producer.flush(60)
 
-        s3.restart()
-        back = time.monotonic()
-        recovered = wait_for("/readyz true again", lambda: ready(port), 60, log)
-        assert recovered - back <= BOUND_S, f"/readyz said the lake was back {recovered - back:.1f}s after it was"
-        print(f"lake: not ready {late:.1f}s after its port closed, ready {recovered - back:.1f}s after it was back")
+        recovered = recovering(s3.restart, port, log)
+        assert recovered <= BOUND_S, f"/readyz said the lake was back {recovered:.1f}s after it was"
+        print(f"lake: not ready {late:.1f}s after its port closed, ready {recovered:.1f}s after it was back")
         ids += produce(producer, kafka_topic, run, range(600, 900))
         producer.flush(60)
         wait_for("every event in the lake", lambda: landed_once(store, ids), 90, log, every_s=1)
 
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(30) == 0, log.read_text()[-4000:]
-        assert landed_once(store, ids) and read_events(store).height == len(ids)
-        assert "stopped in" in log.read_text() and f"{len(ids)} events written to the lake this run" in log.read_text()
+        stop_and_check_exactly_once(process, store, ids, log)
     finally:
         producer.close(5)
         stop_serve(process)
