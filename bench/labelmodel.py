@@ -3,7 +3,7 @@
     python bench/labelmodel.py [--data DIR] [--seed 0] [--rows 1000000] [--sweep]
         [--snorkel-python PY] [--write-snorkel]
 
-For every dataset under bench/data/wrench: fit LabelModel on train's weak labels (no gold; `sms` has no train
+For every dataset under bench/data/wrench: fit LabelModel on train's weak labels (no gold; `chemprot` has no train
 split here, so it is fitted on valid's weak labels), score predict() on test with the WRENCH metric (F1 of
 the positive class for sms, youtube uses accuracy as in WRENCH), beside majority vote (ties at random with
 the seed). Class-share gap: the largest difference between our predicted class shares and majority vote's.
@@ -145,7 +145,7 @@ def measure_snorkel(python: str, sets: Suite) -> dict[str, Any]:
         figures[name] = round(wrench_metric(name, predicted, test_gold), 4)
     return {
         "note": "Snorkel's LabelModel measured by bench/labelmodel.py --write-snorkel (bench/snorkel_labelmodel.py):"
-        " fit on the same split as ours (train's weak labels, sms: valid's; no gold, no class balance given),"
+        " fit on the same split as ours (train's weak labels, chemprot: valid's; no gold, no class balance given),"
         " predict(tie_break_policy='random') on test, scored with the WRENCH metric; CPU.",
         "versions": answer["versions"],
         "settings": {**SNORKEL_SETTINGS, "optimizer": "sgd (default)", "l2": 0.0, "prec_init": 0.7},
@@ -165,7 +165,7 @@ def stored_snorkel(data: Path, sets: Suite) -> dict[str, float]:
 
 
 def sweep(data: Path) -> None:
-    """Mean valid metric (fit on train's weak labels, scored on valid) over a grid; sms is fitted on valid."""
+    """Mean valid metric (fit on train's weak labels, scored on valid) over a grid; chemprot is fitted on valid."""
     sets = []
     for folder in sorted(p for p in data.iterdir() if (p / "valid.json").exists()):
         k = len(json.loads((folder / "label.json").read_text()))
