@@ -27,6 +27,10 @@ The choices that hold it; defaults chosen on the valid splits of bench/data/wren
 - gold (fit(L, gold=...), -1 = unknown): gold rows are clamped to their class in every E-step, which teaches
   the accuracies, and their class shares anchor the balance.
 
+Dominant functions (label_model_guard.dominant_function, with the guard): a broad function that the fit trusts
+far beyond what the other functions (or gold, where it has enough) corroborate is demoted and EM run again
+without it; a demoted function (`demoted_`) then labels only the rows on which no other function votes.
+
 Degeneracy guard (labeling/label_model_guard.py, on by default, guard=False to switch off): after fit,
 `model.fallback_` is None, or the reasons ("class share: ...", "accuracies at the bounds: ...", "no
 convergence: ...") for which the fit was judged degenerate and its parameters replaced by a weighted majority
@@ -182,7 +186,31 @@ class LabelModel:
         return self._fit_grouped(grouped[:, :n_lfs], summed, clamp)
 
     def _fit_grouped(self, votes: IntArray, counts: IntArray, clamp: IntArray) -> Self:
-        """EM over distinct patterns (outcome codes, 0 = abstain) with their counts and clamped gold classes."""
+        """EM over distinct patterns (outcome codes, 0 = abstain) with their counts and clamped gold classes; a
+        dominant function (see label_model_guard.dominant_function) is demoted and EM run again without it."""
+        from flywheel_feedback.labeling.label_model_guard import apply_guard, dominant_function
+
+        self.demoted_: list[int] = []
+        self.vote_shares_: FloatArray = _vote_shares(votes, counts, clamp, self.cardinality)
+        kept = votes
+        prior, theta = self._em(kept, counts, clamp)
+        while self.guard and len(self.demoted_) < votes.shape[1] - 1:
+            self._set_parameters(prior, theta)
+            found = dominant_function(kept, counts, self.accuracies_, self.cardinality, gold=clamp)
+            if found is None:
+                break
+            self.demoted_.append(found[0])
+            kept = votes.copy()
+            kept[:, self.demoted_] = 0
+            prior, theta = self._em(kept, counts, clamp)
+        self._set_parameters(prior, theta)
+        self.fallback_: str | None = None
+        if self.guard:
+            apply_guard(self, votes, counts, gold=clamp)
+        return self
+
+    def _em(self, votes: IntArray, counts: IntArray, clamp: IntArray) -> tuple[FloatArray, FloatArray]:
+        """(class balance, outcome probabilities) by EM; sets n_iter_ and converged_."""
         k = self.cardinality
         n_lfs = votes.shape[1]
         # Which classes each function ever votes: the lift constraint only concerns those outcomes.
@@ -190,7 +218,6 @@ class LabelModel:
         # Many functions abstain together (a message trips one keyword, not all 70), so the total weight of
         # abstentions is held to what `abstain_reference` independent functions would carry.
         self._abstain_scale = self.abstain_weight * min(1.0, self.abstain_reference / n_lfs)
-        self.vote_shares_: FloatArray = _vote_shares(votes, counts, clamp, k)
         anchor = self.vote_shares_
         # Outcome frequencies of each function over all rows: the shrinkage target of its per-class rows.
         marginal = np.stack([np.bincount(votes[:, j], weights=counts, minlength=k + 1) for j in range(n_lfs)])
@@ -215,13 +242,7 @@ class LabelModel:
             if change < self.tol:
                 self.converged_ = True
                 break
-        self._set_parameters(prior, theta)
-        self.fallback_: str | None = None
-        if self.guard:
-            from flywheel_feedback.labeling.label_model_guard import apply_guard
-
-            apply_guard(self, votes, counts, gold=clamp)
-        return self
+        return prior, theta
 
     def _set_parameters(self, prior: FloatArray, theta: FloatArray) -> None:
         self.class_balance_: FloatArray = prior
@@ -241,7 +262,21 @@ class LabelModel:
         if matrix.shape[0] == 0:
             return np.zeros((0, self.cardinality))
         patterns, inverse, _ = _group_rows(matrix + 1, self.cardinality + 1)
-        return self._posteriors(patterns, self.class_balance_, self.outcome_probs_)[inverse]
+        return self._pattern_proba(patterns)[inverse]
+
+    def _pattern_proba(self, patterns: IntArray) -> FloatArray:
+        """P(class | outcome pattern) (codes: 0 = abstain, 1 + c = class c), with demoted functions heard only
+        on the rows where no other function votes."""
+        kept = patterns.copy()
+        kept[:, self.demoted_] = 0
+        proba = self._posteriors(kept, self.class_balance_, self.outcome_probs_)
+        # A demoted function labels only the rows on which no other function votes: there its votes count.
+        only_demoted = (kept == 0).all(axis=1) & (patterns != 0).any(axis=1)
+        if only_demoted.any():
+            tallies = np.stack([(patterns[only_demoted] == c + 1).sum(axis=1) for c in range(self.cardinality)], 1)
+            top = (tallies == tallies.max(axis=1, keepdims=True)).astype(np.float64)
+            proba[only_demoted] = top / top.sum(axis=1, keepdims=True)
+        return proba
 
     def predict(
         self,
@@ -290,6 +325,7 @@ class LabelModel:
             self.balance_strength,
             self.class_balance,
             self.fallback_,
+            tuple(self.demoted_),
         )
         digest = hashlib.sha256(repr(options).encode())
         # Rounded so that last-bit differences between BLAS builds do not change the name.

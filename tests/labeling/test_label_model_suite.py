@@ -44,19 +44,7 @@ def test_the_suite_is_there() -> None:
     assert {"youtube", "sms", "hausa", "yoruba", "trec", "semeval", "chemprot"} <= set(SETS)
 
 
-# hausa falls back to weighted majority vote (EM does not converge there) and lands 0.0103 under majority vote
-# on test (6 of 582 items); semeval (-0.052) and trec (-0.032), new in the suite, land under it too: open gaps,
-# not hidden by a looser floor.
-FLOOR_OPEN = {"hausa", "semeval", "trec"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=pytest.mark.xfail(reason="open: see FLOOR_OPEN", strict=False)) if n in FLOOR_OPEN else n
-        for n in SETS
-    ],
-)
+@pytest.mark.parametrize("name", SETS)
 def test_at_least_majority_vote_and_its_class_shares(name: str) -> None:
     k, train, _, test, gold = dataset(name)
     ours = LabelModel(k).fit(train).predict(test)
