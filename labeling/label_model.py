@@ -25,7 +25,9 @@ The choices that hold it; defaults chosen on the valid splits of bench/data/wren
   uniformly (as majority vote does) unless no_vote="prior", and keeps the class of a row on which every
   voting function agrees unless agreed="model" (the model arbitrates conflicts and ties).
 - gold (fit(L, gold=...), -1 = unknown): gold rows are clamped to their class in every E-step, which teaches
-  the accuracies, and their class shares anchor the balance.
+  the accuracies, and their class shares anchor the balance. That fit is kept only when half the gold, held out
+  in turn, is labeled clearly better by it than by the fit without gold (`_keep_if_gold_agrees`), so gold
+  never makes the labels worse.
 
 Dominant functions (label_model_guard.dominant_function, with the guard): a broad function that the fit trusts
 far beyond what the other functions (or gold, where it has enough) corroborate is demoted and EM run again
@@ -40,6 +42,7 @@ and fallback for a report or /metrics.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from collections.abc import Callable, Sequence
@@ -52,6 +55,9 @@ from flywheel_feedback.labeling.lf import ABSTAIN
 
 IntArray = NDArray[np.int64]
 FloatArray = NDArray[np.float64]
+
+# How many standard deviations a fit with gold must win by on held-out gold rows (_keep_if_gold_agrees).
+GOLD_MARGIN = 1.0
 
 
 def majority_vote(
@@ -185,7 +191,7 @@ class LabelModel:
         clamp = grouped[:, -1] - 1 if gold is not None else np.full(len(grouped), ABSTAIN)
         return self._fit_grouped(grouped[:, :n_lfs], summed, clamp)
 
-    def _fit_grouped(self, votes: IntArray, counts: IntArray, clamp: IntArray) -> Self:
+    def _fit_grouped(self, votes: IntArray, counts: IntArray, clamp: IntArray, *, gold_check: bool = True) -> Self:
         """EM over distinct patterns (outcome codes, 0 = abstain) with their counts and clamped gold classes; a
         dominant function (see label_model_guard.dominant_function) is demoted and EM run again without it."""
         from flywheel_feedback.labeling.label_model_guard import apply_guard, dominant_function
@@ -207,7 +213,40 @@ class LabelModel:
         self.fallback_: str | None = None
         if self.guard:
             apply_guard(self, votes, counts, gold=clamp)
+            if gold_check and (clamp != ABSTAIN).any():
+                self._keep_if_gold_agrees(votes, counts, clamp)
         return self
+
+    def _keep_if_gold_agrees(self, votes: IntArray, counts: IntArray, clamp: IntArray) -> None:
+        """Gold must never make the model worse. The gold rows judge, predicted from their votes alone: the fit
+        without gold on all of them, against fits given half the gold on the other half (two folds, so that no
+        fit is judged on the rows it was clamped to). A few percent of gold is a small sample, so the fit with gold
+        is kept only when it gets clearly more right (a sign test: GOLD_MARGIN standard deviations more rows won
+        than lost); otherwise the fit without gold is, even where they tie (on WRENCH yoruba a tie on the gold
+        rows once hid 17 test items lost)."""
+        from flywheel_feedback.labeling.label_model_guard import row_hits
+
+        judged = np.flatnonzero(clamp != ABSTAIN)
+        if counts[judged].sum() < 2:
+            return
+        plain = copy.copy(self)._fit_grouped(votes, counts, np.full(len(votes), ABSTAIN), gold_check=False)
+        # Each gold pattern's rows are halved between the folds (odd ones alternately), so both folds hold gold
+        # of every class; a fold's held-out rows stay in its fit, without their gold.
+        first = counts[judged] // 2 + (counts[judged] % 2) * (np.arange(len(judged)) % 2)
+        won = lost = 0.0
+        for held in (first, counts[judged] - first):
+            given = counts.copy()
+            given[judged] -= held
+            fold = copy.copy(self)._fit_grouped(
+                np.concatenate([votes, votes[judged]]), np.concatenate([given, held]),
+                np.concatenate([clamp, np.full(len(judged), ABSTAIN)]), gold_check=False,
+            )
+            diff = row_hits(fold._pattern_proba(votes[judged]), clamp[judged]) - row_hits(
+                plain._pattern_proba(votes[judged]), clamp[judged])
+            won += float((np.clip(diff, 0, None) * held).sum())
+            lost += float((np.clip(-diff, 0, None) * held).sum())
+        if won - lost <= GOLD_MARGIN * math.sqrt(won + lost):
+            self.__dict__.update(plain.__dict__)
 
     def _em(self, votes: IntArray, counts: IntArray, clamp: IntArray) -> tuple[FloatArray, FloatArray]:
         """(class balance, outcome probabilities) by EM; sets n_iter_ and converged_."""

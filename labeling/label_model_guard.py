@@ -63,12 +63,16 @@ def degeneracy_reasons(
     `counts` times; `gold` per pattern, -1 = unknown) is degenerate; empty when it is not."""
     k = model.cardinality
     reasons = []
-    balance, anchor = model.class_balance_, model.vote_shares_
+    # What the votes support is judged from the votes as the fit hears them: a demoted function only where
+    # no other function votes. Judged from all votes, a demotion would always look like a share run away.
+    heard = _heard(votes, model.demoted_)
+    balance = model.class_balance_
+    anchor = _heard_shares(heard, counts, gold, k) if model.demoted_ else model.vote_shares_
     covered = (votes != 0).any(axis=1)
     if covered.any():
         predicted = model._pattern_proba(votes[covered]).argmax(axis=1)
         predicted_shares = np.bincount(predicted, weights=counts[covered], minlength=k) / counts[covered].sum()
-        tallies = np.stack([(votes[covered] == c + 1).sum(axis=1) for c in range(k)], axis=1)
+        tallies = np.stack([(heard[covered] == c + 1).sum(axis=1) for c in range(k)], axis=1)
         supported = ((tallies / tallies.sum(axis=1, keepdims=True)) * counts[covered, None]).sum(axis=0)
         supported = supported / supported.sum()
     else:
@@ -81,7 +85,7 @@ def degeneracy_reasons(
         if gap > MAX_SHARE_GAP:
             reasons.append(f"class share: {what} shares are {gap:.2f} from what the votes support (> {MAX_SHARE_GAP})")
     accuracies = model.accuracies_
-    voting = np.array([(votes[:, j] != 0).any() for j in range(votes.shape[1])])
+    voting = np.array([(votes[:, j] != 0).any() and j not in model.demoted_ for j in range(votes.shape[1])])
     random_level = 1.0 / k + 0.01
     if voting.any() and (accuracies[voting] <= random_level).mean() >= 0.5:
         reasons.append("accuracies at the bounds: half the functions or more are learned no better than random")
@@ -94,8 +98,8 @@ def degeneracy_reasons(
             # than counting votes is not kept, so gold can only help.
             ours = model._pattern_proba(votes[judged])
             tallies = np.stack([(votes[judged] == c + 1).sum(axis=1) for c in range(k)], axis=1).astype(float)
-            hits_ours = _expected_hits(ours, gold[judged], counts[judged])
-            hits_votes = _expected_hits(tallies, gold[judged], counts[judged])
+            hits_ours = expected_hits(ours, gold[judged], counts[judged])
+            hits_votes = expected_hits(tallies, gold[judged], counts[judged])
             if hits_ours < hits_votes:
                 reasons.append(
                     f"gold: the fit gets {hits_ours:.0f} of {counts[judged].sum()} gold rows right, "
@@ -147,11 +151,34 @@ def dominant_function(
     return None if worst_j < 0 else (worst_j, worst)
 
 
-def _expected_hits(scores: NDArray[np.float64], gold: NDArray[np.int64], counts: NDArray[np.int64]) -> float:
+def _heard(votes: NDArray[np.int64], demoted: list[int]) -> NDArray[np.int64]:
+    """The outcome patterns with the demoted functions silenced, except on rows where only they vote."""
+    if not demoted:
+        return votes
+    heard = votes.copy()
+    heard[:, demoted] = 0
+    only_demoted = (heard == 0).all(axis=1) & (votes != 0).any(axis=1)
+    heard[only_demoted] = votes[only_demoted]
+    return heard
+
+
+def _heard_shares(
+    heard: NDArray[np.int64], counts: NDArray[np.int64], gold: NDArray[np.int64] | None, k: int
+) -> NDArray[np.float64]:
+    from flywheel_feedback.labeling.label_model import _vote_shares
+
+    return _vote_shares(heard, counts, np.full(len(heard), -1) if gold is None else gold, k)
+
+
+def expected_hits(scores: NDArray[np.float64], gold: NDArray[np.int64], counts: NDArray[np.int64]) -> float:
     """Rows right when each row's top-scoring classes share the row (ties split evenly)."""
+    return float((row_hits(scores, gold) * counts).sum())
+
+
+def row_hits(scores: NDArray[np.float64], gold: NDArray[np.int64]) -> NDArray[np.float64]:
+    """Per row, the share of its top-scoring classes that is its gold class (1: right, 0: wrong)."""
     top = scores >= scores.max(axis=1, keepdims=True) - 1e-12
-    right = top[np.arange(len(gold)), gold] / top.sum(axis=1)
-    return float((right * counts).sum())
+    return np.asarray(top[np.arange(len(gold)), gold] / top.sum(axis=1), dtype=np.float64)
 
 
 def apply_guard(

@@ -54,15 +54,19 @@ def test_at_least_majority_vote_and_its_class_shares(name: str) -> None:
     assert gap <= 0.15
 
 
-def test_five_percent_gold_lifts_the_suite_and_lowers_no_dataset() -> None:
+@pytest.mark.parametrize("draw", range(4))
+def test_five_percent_gold_lifts_the_suite_and_lowers_no_dataset(draw: int) -> None:
+    # Several random draws of the 5%: a fit that gold made worse on one draw (yoruba once lost 17 test items)
+    # must not hide behind a lucky one.
     without, helped = [], []
     for name in SETS:
         k, train, train_gold, test, gold = dataset(name)
-        given = np.where(np.random.default_rng(0).random(len(train_gold)) < 0.05, train_gold, -1)
+        given = np.where(np.random.default_rng(draw).random(len(train_gold)) < 0.05, train_gold, -1)
         without.append(metric(name, LabelModel(k).fit(train).predict(test), gold))
         helped.append(metric(name, LabelModel(k).fit(train, gold=given).predict(test), gold))
     assert np.mean(helped) > np.mean(without)
-    assert all(h >= w - 1e-9 for h, w in zip(helped, without, strict=True))
+    lowered = [(n, w, h) for n, w, h in zip(SETS, without, helped, strict=True) if h < w - 1e-9]
+    assert not lowered
 
 
 def test_a_degenerate_fit_falls_back_to_weighted_majority_vote_visibly() -> None:
