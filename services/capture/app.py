@@ -3,7 +3,7 @@
 The handler stays thin: it hands the polled records to the batcher, which validates them,
 dead-letters the invalid ones (original bytes, reason in the headers) and writes the valid
 ones as Parquet before committing their offsets. The confluent back end was chosen by
-measurement (see bench/capture.py and shared/notes/performance.md). With `otlp_topic` set, the same
+measurement (bench/capture.py). With `otlp_topic` set, the same
 consumer also reads OpenTelemetry trace exports from that topic (as a Collector's Kafka exporter writes
 them), whose LLM spans land as interactions through the same batches and commits.
 """
