@@ -206,8 +206,7 @@ class LabelModel:
             if found is None:
                 break
             self.demoted_.append(found[0])
-            kept = votes.copy()
-            kept[:, self.demoted_] = 0
+            kept, _ = silenced(votes, self.demoted_)
             prior, theta = self._em(kept, counts, clamp)
         self._set_parameters(prior, theta)
         self.fallback_: str | None = None
@@ -306,11 +305,9 @@ class LabelModel:
     def _pattern_proba(self, patterns: IntArray) -> FloatArray:
         """P(class | outcome pattern) (codes: 0 = abstain, 1 + c = class c), with demoted functions heard only
         on the rows where no other function votes."""
-        kept = patterns.copy()
-        kept[:, self.demoted_] = 0
+        kept, only_demoted = silenced(patterns, self.demoted_)
         proba = self._posteriors(kept, self.class_balance_, self.outcome_probs_)
         # A demoted function labels only the rows on which no other function votes: there its votes count.
-        only_demoted = (kept == 0).all(axis=1) & (patterns != 0).any(axis=1)
         if only_demoted.any():
             tallies = np.stack([(patterns[only_demoted] == c + 1).sum(axis=1) for c in range(self.cardinality)], 1)
             top = (tallies == tallies.max(axis=1, keepdims=True)).astype(np.float64)
@@ -402,6 +399,13 @@ class LabelModel:
         scores -= scores.max(axis=1, keepdims=True)
         probs = np.exp(scores)
         return np.asarray(probs / probs.sum(axis=1, keepdims=True), dtype=np.float64)
+
+
+def silenced(patterns: IntArray, demoted: Sequence[int]) -> tuple[IntArray, NDArray[np.bool_]]:
+    """The outcome patterns without the demoted functions' votes, and the rows on which only those voted."""
+    kept = patterns.copy()
+    kept[:, list(demoted)] = 0
+    return kept, (kept == 0).all(axis=1) & (patterns != 0).any(axis=1)
 
 
 def _vote_shares(votes: IntArray, counts: IntArray, gold: IntArray, k: int) -> FloatArray:

@@ -67,7 +67,11 @@ def degeneracy_reasons(
     # no other function votes. Judged from all votes, a demotion would always look like a share run away.
     heard = _heard(votes, model.demoted_)
     balance = model.class_balance_
-    anchor = _heard_shares(heard, counts, gold, k) if model.demoted_ else model.vote_shares_
+    anchor = model.vote_shares_
+    if model.demoted_:
+        from flywheel_feedback.labeling.label_model import _vote_shares
+
+        anchor = _vote_shares(heard, counts, np.full(len(votes), -1) if gold is None else gold, k)
     covered = (votes != 0).any(axis=1)
     if covered.any():
         predicted = model._pattern_proba(votes[covered]).argmax(axis=1)
@@ -153,21 +157,13 @@ def dominant_function(
 
 def _heard(votes: NDArray[np.int64], demoted: list[int]) -> NDArray[np.int64]:
     """The outcome patterns with the demoted functions silenced, except on rows where only they vote."""
+    from flywheel_feedback.labeling.label_model import silenced
+
     if not demoted:
         return votes
-    heard = votes.copy()
-    heard[:, demoted] = 0
-    only_demoted = (heard == 0).all(axis=1) & (votes != 0).any(axis=1)
+    heard, only_demoted = silenced(votes, demoted)
     heard[only_demoted] = votes[only_demoted]
     return heard
-
-
-def _heard_shares(
-    heard: NDArray[np.int64], counts: NDArray[np.int64], gold: NDArray[np.int64] | None, k: int
-) -> NDArray[np.float64]:
-    from flywheel_feedback.labeling.label_model import _vote_shares
-
-    return _vote_shares(heard, counts, np.full(len(heard), -1) if gold is None else gold, k)
 
 
 def expected_hits(scores: NDArray[np.float64], gold: NDArray[np.int64], counts: NDArray[np.int64]) -> float:
