@@ -173,11 +173,14 @@ ar_tail() { # LOG: show the end of a log on failure
 }
 
 ar_wait() { # NAME PIDFILE MARKER LOG CMD...: retry CMD until it succeeds; fail fast if the process died
-  local name="$1" pidfile="$2" marker="$3" logfile="$4"
+  # (MARKER is not checked: see below)
+  local name="$1" pidfile="$2" logfile="$4"
   shift 4
   local deadline=$((SECONDS + START_TIMEOUT))
   until "$@" >/dev/null 2>&1; do
-    if ! ar_pid "$pidfile" "$marker" >/dev/null; then
+    # Alive is enough here: the process was started just now, and until setsid has exec'd the service its
+    # command line is still the shell's, without the marker (redis once failed to start on that).
+    if ! ar_alive "$(<"$pidfile")"; then
       log "$name: the process exited before it became ready"
       ar_tail "$logfile"
       return 1

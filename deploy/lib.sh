@@ -146,14 +146,16 @@ log_tail() {
 }
 
 # wait_until NAME TIMEOUT PIDFILE MARKER LOGFILE CMD...: retry CMD (quietly) until it succeeds. Fails fast
-# if the service process dies, and on timeout; either way with the tail of the service log and what the
+# if the service process dies (MARKER is not checked: see below), and on timeout; either way with the tail of the service log and what the
 # last try of CMD said.
 wait_until() {
-  local name="$1" timeout="$2" pidfile="$3" marker="$4" logfile="$5"
+  local name="$1" timeout="$2" pidfile="$3" logfile="$5"
   shift 5
   local deadline=$((SECONDS + timeout)) out
   until out="$("$@" 2>&1)"; do
-    if ! pidfile_pid "$pidfile" "$marker" >/dev/null; then
+    # Alive is enough here: the process was started just now, and until setsid has exec'd the service its
+    # command line is still the shell's, without the marker (Argilla's redis once failed to start on that).
+    if ! pid_alive "$(<"$pidfile")"; then
       log_tail "$logfile"
       log "$name: the process exited before it became ready"
       return 1
