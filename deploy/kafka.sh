@@ -139,10 +139,11 @@ start() {
   local port cport cluster_id
   read -r port cport < <(free_ports 2)
   write_properties "$port" "$cport"
-  # A cluster id is 16 random bytes in URL-safe base64; making it here saves a JVM start.
+  # A cluster id is 16 random bytes in URL-safe base64; making it here saves a JVM start. It is passed as
+  # --cluster-id=ID: one id in 64 starts with "-", which the tool's parser takes for an option after -t.
   cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
   set_java_opts
-  if ! "$JAVA" "${JAVA_OPTS[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$PROPS" >>"$LOGFILE" 2>&1; then
+  if ! "$JAVA" "${JAVA_OPTS[@]}" kafka.tools.StorageTool format --cluster-id="$cluster_id" -c "$PROPS" >>"$LOGFILE" 2>&1; then
     log "storage format failed"
     log_tail "$LOGFILE"
     return 1
