@@ -13,15 +13,21 @@ by event_id for what is sent twice anyway.)
 
 A failed delivery restarts the producer: aiokafka fails a batch it could not place while a partition had no
 leader (Kafka stopped), and its idempotent producer then fails every later batch of that partition with
-OutOfOrderSequenceNumber, for good. A new producer (a new producer id) starts from sequence 0. Until it is
-connected, requests get a 503; the failed events' clients retry them (they were not written, so a retry cannot
-duplicate them).
+OutOfOrderSequenceNumber, for good. A new producer (a new producer id) starts from sequence 0, so the broker
+would not recognise a resend of an old batch. And a failed delivery is not proof that nothing was written: a
+broker shutting down can append a batch and close the connection before it answers. So every event whose
+delivery failed, or was still on its way when its producer was replaced, is in doubt, with the partition it went
+to and an offset it cannot sit before (the partition's end when its producer connected, or past the last offset
+acknowledged before it was sent). Before the new producer takes any request, the gateway reads those partitions
+back from there to their end: an event in doubt found there is acknowledged (its retry is answered `duplicate`),
+one not found was not written and is produced again on retry. Until that is done, requests get a 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -45,6 +51,20 @@ class Record:
     event_id: str
     key: bytes
     value: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Sending:
+    generation: int
+    future: asyncio.Future[Any]
+    partition: int
+    floor: int  # the record cannot land before this offset of its partition
+
+
+@dataclass(frozen=True, slots=True)
+class InDoubt:
+    partition: int
+    floor: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +95,10 @@ class Publisher:
         self._producer: Any = None
         self._connecting: asyncio.Task[None] | None = None
         self._generation = 0  # producers started so far; a pending delivery of an older one is not waited for
-        self._pending: dict[str, tuple[int, asyncio.Future[Any]]] = {}
+        self._pending: dict[str, Sending] = {}
         self._acked: OrderedDict[str, None] = OrderedDict()
+        self._in_doubt: dict[str, InDoubt] = {}
+        self._floor: dict[int, int] = {}  # partition -> no record this gateway sends from now on lands before it
         self._restarts: set[asyncio.Task[None]] = set()
 
     @property
@@ -103,6 +125,7 @@ class Publisher:
             )
             try:
                 await producer.start()
+                await self._settle_doubts(producer)
             except Exception as e:
                 log.warning("cannot reach Kafka at %s (%s: %s); retrying in %.1fs",
                             self._kafka.bootstrap_servers, type(e).__name__, e, delay)
@@ -126,7 +149,43 @@ class Publisher:
             await asyncio.wait_for(producer.stop(), max(self.ack_timeout_s, 1.0))
         except Exception as e:
             log.warning("the failed producer did not stop cleanly (%s: %s)", type(e).__name__, e)
+        for event_id, sending in list(self._pending.items()):  # what the old producer had on its way
+            if sending.generation != self._generation:
+                continue
+            del self._pending[event_id]
+            if not (sending.future.done() and not sending.future.cancelled() and sending.future.exception() is None):
+                self._in_doubt[event_id] = InDoubt(sending.partition, sending.floor)
         self._connecting = asyncio.create_task(self._connect(), name="gateway-kafka-reconnect")
+
+    async def _settle_doubts(self, producer: Any) -> None:
+        """Read back the partitions of the events in doubt (see the module's docstring), and set each partition's
+        floor to its end: what this producer sends lands there or later."""
+        from aiokafka import AIOKafkaConsumer, TopicPartition
+
+        reader = AIOKafkaConsumer(**self._kafka.aiokafka_options(), client_id="flywheel-gateway-readback",
+                                  enable_auto_commit=False, auto_offset_reset="earliest")
+        await reader.start()
+        try:
+            known = await producer.partitions_for(self.topic) if self.topic in await reader.topics() else None
+            if not known:
+                if self._in_doubt:
+                    raise RuntimeError(f"cannot read back topic {self.topic}: Kafka knows no partitions of it")
+                return  # not created yet: nothing was sent to it, and every floor is its start
+            partitions = [TopicPartition(self.topic, p) for p in sorted(known)]
+            ends = {tp.partition: offset for tp, offset in (await reader.end_offsets(partitions)).items()}
+            while self._in_doubt:  # a late callback of the old producer can add one while this reads
+                doubts = dict(self._in_doubt)
+                found = await _read_back(reader, self.topic, ends, doubts)
+                for event_id in doubts:
+                    self._in_doubt.pop(event_id, None)
+                for event_id in found:
+                    self._acknowledged(event_id)
+                log.warning("%d deliveries were in doubt after Kafka failed: %d had landed (their retries are "
+                            "answered duplicate), %d had not (they are produced again on retry)", len(doubts),
+                            len(found), len(doubts) - len(found))
+            self._floor = ends
+        finally:
+            await reader.stop()
 
     async def stop(self, timeout_s: float = 30.0) -> None:
         """Deliver what is still on its way (bounded), then close. Nothing left undelivered was acknowledged."""
@@ -166,9 +225,12 @@ class Publisher:
             if record.event_id in self._acked:
                 results[i] = Delivered("duplicate")
                 continue
+            if record.event_id in self._in_doubt:  # not read back yet (only between a failure and the restart)
+                results[i] = Delivered("unavailable", "Kafka failed this event's delivery; retry")
+                continue
             on_its_way = self._pending.get(record.event_id)
-            if on_its_way is not None and on_its_way[0] == generation:
-                waits[i] = on_its_way[1]  # a retry of an event on its way: wait for that delivery
+            if on_its_way is not None and on_its_way.generation == generation:
+                waits[i] = on_its_way.future  # a retry of an event on its way: wait for that delivery
             else:
                 todo.append((i, record))
         try:
@@ -181,8 +243,9 @@ class Publisher:
                     partition = partitions[_key_hash(record.key) % len(partitions)]  # as Kafka's clients pick it
                     future = await producer.send(self.topic, record.value, key=record.key, partition=partition,
                                                  headers=headers)
-                    self._pending[record.event_id] = (generation, future)
-                    future.add_done_callback(functools.partial(self._settled, record.event_id, generation))
+                    sending = Sending(generation, future, partition, self._floor.get(partition, 0))
+                    self._pending[record.event_id] = sending
+                    future.add_done_callback(functools.partial(self._settled, record.event_id, sending))
                     waits[i] = future
                     mine.append(future)
         except Exception as e:  # what the producer did not take was not sent: a retry cannot duplicate it
@@ -207,23 +270,65 @@ class Publisher:
         if started is not None and self._metrics is not None:
             self._metrics.ack_seconds.observe(time.monotonic() - started)
 
-    def _settled(self, event_id: str, generation: int, future: asyncio.Future[Any]) -> None:
-        if self._pending.get(event_id) == (generation, future):
+    def _settled(self, event_id: str, sending: Sending, future: asyncio.Future[Any]) -> None:
+        if self._pending.get(event_id) is sending:
             del self._pending[event_id]
-        if future.cancelled():
-            return
-        error = future.exception()
+        error = asyncio.CancelledError() if future.cancelled() else future.exception()
         if error is None:
-            if self._remember:
-                self._acked[event_id] = None
-                if len(self._acked) > self._remember:
-                    self._acked.popitem(last=False)
+            offset = future.result().offset
+            self._floor[sending.partition] = max(self._floor.get(sending.partition, 0), offset + 1)
+            self._acknowledged(event_id)
             return
+        if event_id not in self._acked:
+            self._in_doubt[event_id] = InDoubt(sending.partition, sending.floor)
         self.admission.failed()
+        generation = sending.generation
         if generation == self._generation and self._producer is not None:
             task = asyncio.get_running_loop().create_task(self._restart(error), name="gateway-kafka-restart")
             self._restarts.add(task)
             task.add_done_callback(self._restarts.discard)
+
+
+    def _acknowledged(self, event_id: str) -> None:
+        self._in_doubt.pop(event_id, None)
+        if self._remember:
+            self._acked[event_id] = None
+            if len(self._acked) > self._remember:
+                self._acked.popitem(last=False)
+
+
+async def _read_back(reader: Any, topic: str, ends: dict[int, int], in_doubt: dict[str, InDoubt]) -> set[str]:
+    """The event ids in doubt that are on `topic`, reading each doubted partition from its lowest floor to `ends`."""
+    from aiokafka import TopicPartition
+
+    starts: dict[int, int] = {}
+    for doubt in in_doubt.values():
+        starts[doubt.partition] = min(starts.get(doubt.partition, doubt.floor), doubt.floor)
+    todo = {TopicPartition(topic, p): ends[p] for p, start in starts.items() if start < ends[p]}
+    reader.assign(list(todo))
+    for tp in todo:
+        reader.seek(tp, starts[tp.partition])
+    found: set[str] = set()
+    while todo:
+        batches = await reader.getmany(*todo, timeout_ms=1000)
+        for tp, messages in batches.items():
+            for message in messages:
+                event_id = _event_id_of(message.value)
+                if event_id in in_doubt and in_doubt[event_id].partition == tp.partition:
+                    found.add(event_id)
+        for tp in list(todo):
+            if await reader.position(tp) >= todo[tp]:
+                del todo[tp]
+    return found
+
+
+def _event_id_of(value: bytes | None) -> str | None:
+    try:
+        event = json.loads(value or b"")
+    except ValueError:
+        return None
+    event_id = event.get("event_id") if isinstance(event, dict) else None
+    return event_id if isinstance(event_id, str) else None
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -194,3 +194,43 @@ def test_flywheel_gateway_takes_its_settings_from_dotenv_and_stops_gracefully(
     for secret in (SERVER_KEY, BROWSER_KEY, TOKEN_SECRET, token, "x" * 30):
         assert secret not in text, "a key or token reached the log"
     assert len(consume(kafka_bootstrap, kafka_topic, expect=3)) == 3
+
+
+def test_a_delivery_in_doubt_is_read_back_not_produced_twice(kafka_bootstrap: str, kafka_topic: str) -> None:
+    """A broker can append a batch and go down before it answers: the gateway then holds the batch's events as
+    in doubt. Here one such event did land (written by another producer, as the failed one would have) and one
+    did not; once connected, the publisher answers the retry of the first `duplicate` without producing it, and
+    produces the second. (The doubt is set by hand: Kafka cannot be made to lose one answer on cue.)"""
+    import asyncio
+
+    from kafka import KafkaProducer
+
+    from flywheel_feedback.services.gateway.backpressure import Admission
+    from flywheel_feedback.services.gateway.producer import InDoubt, Publisher, Record
+    from flywheel_feedback.services.settings import KafkaSettings
+
+    iid = f"i-{uuid.uuid4().hex}"
+    landed, lost = (json.dumps(interaction(iid, event_id=f"{iid}-{n}")).encode() for n in ("landed", "lost"))
+    before = KafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    written = before.send(kafka_topic, landed, key=iid.encode()).get(timeout=10)
+    before.send(kafka_topic, b"not an event", key=b"other").get(timeout=10)
+    before.close()
+
+    async def retry_both() -> list[str]:
+        admission = Admission(max_bytes=1 << 20, max_requests=10, stall_s=5, cooldown_s=1, retry_after_s=1)
+        publisher = Publisher(KafkaSettings(bootstrap_servers=kafka_bootstrap), topic=kafka_topic,
+                              admission=admission, ack_timeout_s=5)
+        floor = max(written.offset - 1, 0)
+        publisher._in_doubt = {f"{iid}-landed": InDoubt(written.partition, floor),
+                               f"{iid}-lost": InDoubt(written.partition, floor)}
+        await publisher.start()
+        while not publisher.ready:
+            await asyncio.sleep(0.05)
+        records = [Record(f"{iid}-landed", iid.encode(), landed), Record(f"{iid}-lost", iid.encode(), lost)]
+        delivered = await publisher.publish(records, admission.admit(100), headers=[])
+        await publisher.stop()
+        return [d.outcome for d in delivered]
+
+    assert asyncio.run(retry_both()) == ["duplicate", "accepted"]
+    on_topic = Counter(m.value for m in consume(kafka_bootstrap, kafka_topic, expect=3))
+    assert on_topic == {landed: 1, lost: 1, b"not an event": 1}
