@@ -9,11 +9,13 @@ hold the conversation as a list of {role, content} structs (`MESSAGES`), a plain
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Final
 
 import polars as pl
 
-from flywheel_feedback.labeling.pii import mask_series
+from flywheel_feedback.labeling.pii import Engine, Placeholders, mask_text
+from flywheel_feedback.labeling.pii_fast import PREFILTER
 
 MESSAGE: Final = pl.Struct({"role": pl.String(), "content": pl.String()})
 MESSAGES: Final = pl.List(MESSAGE)
@@ -50,19 +52,53 @@ def render_expr(conversation: pl.Expr) -> pl.Expr:
     return lines.list.join("\n")
 
 
+def mask_conversation(text: str | None, *, placeholders: Placeholders, engine: Engine = "presidio") -> str | None:
+    """One JSON message list with each message's content masked, numbered by `placeholders` (the numbering of
+    the record it is part of, so its placeholders match those of the record's other fields)."""
+    if text is None:
+        return None
+    turns = [{**m, "content": mask_text(m.get("content"), engine=engine, placeholders=placeholders)}
+             for m in json.loads(text)]
+    return json.dumps(turns, ensure_ascii=False, separators=(",", ":"))
+
+
+def mask_records(frame: pl.DataFrame, columns: Sequence[str], *, messages: str) -> pl.DataFrame:
+    """`frame` with the conversation column `messages` and the text `columns` masked on Presidio's path (people
+    read them), a row being one record: its conversation and its fields share one numbering, so the address in
+    the last user turn and in the input text is the same placeholder. The conversation is numbered first, as
+    it is read first."""
+    present = [c for c in columns if c in frame.columns]
+    masked: dict[str, list[str | None]] = {c: [] for c in [messages, *present]}
+    for row in frame.select(pl.col(c).cast(pl.String) for c in [messages, *present]).iter_rows():
+        numbering = Placeholders()
+        masked[messages].append(mask_conversation(row[0], placeholders=numbering))
+        for name, value in zip(present, row[1:], strict=True):
+            masked[name].append(mask_text(value, engine="presidio", placeholders=numbering))
+    return frame.with_columns(pl.Series(c, values, dtype=pl.String) for c, values in masked.items())
+
+
 def mask_messages(series: pl.Series) -> pl.Series:
     """JSON message lists with each message's content masked on its own (masking the JSON text whole could
-    swallow its quotes). Each distinct conversation is decoded once; all contents are masked in one batch."""
+    swallow its quotes), numbered per conversation: the same e-mail in two turns is one placeholder, two
+    e-mails in two turns are [EMAIL_1] and [EMAIL_2], as within one text. Each distinct conversation is
+    decoded once; polars prefilters all contents in one batch and only the conversations with a flagged
+    content are masked and encoded again."""
     column = series.cast(pl.String)
     distinct = column.drop_nulls().unique()
     if distinct.is_empty():
         return column
     decoded: list[list[dict[str, str]]] = [json.loads(v) for v in distinct.to_list()]
     contents = pl.Series([m.get("content") for conv in decoded for m in conv], dtype=pl.String)
-    masked = iter(mask_series(contents).to_list())
-    encoded = [
-        json.dumps([{**m, "content": next(masked)} for m in conv], ensure_ascii=False, separators=(",", ":"))
-        for conv in decoded
-    ]
+    flagged = iter(contents.str.contains(PREFILTER).fill_null(False).to_list())
+    encoded: list[str] = []
+    for text, conv in zip(distinct.to_list(), decoded, strict=True):
+        marks = [next(flagged) for _ in conv]
+        if not any(marks):
+            encoded.append(text)
+            continue
+        numbering = Placeholders()
+        turns = [{**m, "content": mask_text(m.get("content"), engine="fast", placeholders=numbering)} if mark else m
+                 for m, mark in zip(conv, marks, strict=True)]
+        encoded.append(json.dumps(turns, ensure_ascii=False, separators=(",", ":")))
     return column.replace_strict(distinct, pl.Series(encoded, dtype=pl.String), default=None,
                                  return_dtype=pl.String).alias(series.name)

@@ -17,8 +17,7 @@ from typing import Any, Final
 
 import polars as pl
 
-from flywheel_feedback.labeling.conversations import mask_messages
-from flywheel_feedback.labeling.pii import mask_columns
+from flywheel_feedback.labeling.conversations import mask_records
 from flywheel_feedback.services.annotation.layout import (
     CLASS_LABELS,
     FIELD_CONVERSATION,
@@ -100,8 +99,8 @@ def masked_items(items: pl.DataFrame, labels: pl.DataFrame) -> tuple[pl.DataFram
         table, on="interaction_id", how="left", maintain_order="left"
     )
     has_labels = pl.col("interaction_id").is_in(table.get_column("interaction_id").implode())
-    found = mask_columns(joined.filter(has_labels), FREE_TEXT)
-    return found.with_columns(mask_messages(found.get_column("input_messages"))), items.filter(~has_labels)
+    found = mask_records(joined.filter(has_labels), FREE_TEXT, messages="input_messages")
+    return found, items.filter(~has_labels)
 
 
 def build_records(masked: pl.DataFrame, *, conversation_field: bool = True) -> list[RecordPayload]:

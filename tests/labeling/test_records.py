@@ -80,3 +80,16 @@ def test_each_message_of_a_conversation_is_masked_on_its_own() -> None:
     assert [m["role"] for m in decoded] == ["system", "user"] and decoded[0]["content"] == 'say "hi"'
     assert "jane@example.com" not in decoded[1]["content"] and "[EMAIL_1]" in decoded[1]["content"]
     assert out[1] is None and out[2] == out[0]
+
+
+def test_a_conversation_numbers_its_placeholders_across_its_turns() -> None:
+    """Within one conversation a value keeps its placeholder from turn to turn, and two values never share
+    one; another conversation starts again at 1."""
+    turns = [{"role": "user", "content": "mail jane@example.com"},
+             {"role": "assistant", "content": "noted"},
+             {"role": "user", "content": "no, write to bob@example.org, not Jane@example.com"}]
+    other = [{"role": "user", "content": "I am bob@example.org"}]
+    out = mask_messages(pl.Series("m", [json.dumps(turns), json.dumps(other)]))
+    first, second = (json.loads(v) for v in out.to_list())
+    assert [m["content"] for m in first] == ["mail [EMAIL_1]", "noted", "no, write to [EMAIL_2], not [EMAIL_1]"]
+    assert second[0]["content"] == "I am [EMAIL_1]"

@@ -529,3 +529,19 @@ def test_every_queue_has_its_own_guidelines() -> None:
     assert set(QUEUE_GUIDELINES) == set(QUEUES)
     assert "explicit rating over the implicit signals" in guidelines_for("conflict")
     assert len({guidelines_for(q) for q in QUEUES}) == len(QUEUES)
+
+
+def test_a_record_s_conversation_and_fields_share_one_numbering() -> None:
+    """The annotator reads one record: the key in the last user turn and in the input text is one placeholder,
+    the tool turn's phone keeps its own in the output, and an address the conversation did not hold gets the
+    next number, not the conversation's [EMAIL_1]."""
+    output = f"call {PLANTED['phone']} or write to someone.else@example.org"
+    labels = chat_labels().with_columns(pl.lit(output).alias("output_text"))
+    masked, _ = masked_items(outbox_frame(["i-0"]), labels)
+    (record,) = build_records(masked)
+    messages = record.fields["conversation"]
+    assert isinstance(messages, list)
+    last_turn = messages[4]["content"]
+    input_text, output_text = masked.item(0, "input_text"), masked.item(0, "output_text")
+    assert "[KEY_1]" in last_turn and last_turn == input_text
+    assert "[PHONE_1]" in messages[3]["content"] and output_text == "call [PHONE_1] or write to [EMAIL_2]"
