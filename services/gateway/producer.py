@@ -271,7 +271,8 @@ class Publisher:
             self._metrics.ack_seconds.observe(time.monotonic() - started)
 
     def _settled(self, event_id: str, sending: Sending, future: asyncio.Future[Any]) -> None:
-        if self._pending.get(event_id) is sending:
+        current = self._pending.get(event_id) is sending
+        if current:
             del self._pending[event_id]
         error = asyncio.CancelledError() if future.cancelled() else future.exception()
         if error is None:
@@ -279,7 +280,8 @@ class Publisher:
             self._floor[sending.partition] = max(self._floor.get(sending.partition, 0), offset + 1)
             self._acknowledged(event_id)
             return
-        if event_id not in self._acked:
+        # Not current: the restart already held it in doubt and read it back, or a newer send replaced it.
+        if current and event_id not in self._acked:
             self._in_doubt[event_id] = InDoubt(sending.partition, sending.floor)
         self.admission.failed()
         generation = sending.generation
