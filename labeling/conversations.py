@@ -14,7 +14,7 @@ from typing import Final
 
 import polars as pl
 
-from flywheel_feedback.labeling.pii import Engine, Placeholders, mask_text
+from flywheel_feedback.labeling.pii import Placeholders, RecordMasker, mask_field, mask_rows, mask_text
 from flywheel_feedback.labeling.pii_fast import PREFILTER
 
 MESSAGE: Final = pl.Struct({"role": pl.String(), "content": pl.String()})
@@ -52,13 +52,12 @@ def render_expr(conversation: pl.Expr) -> pl.Expr:
     return lines.list.join("\n")
 
 
-def mask_conversation(text: str | None, *, placeholders: Placeholders, engine: Engine = "presidio") -> str | None:
-    """One JSON message list with each message's content masked, numbered by `placeholders` (the numbering of
-    the record it is part of, so its placeholders match those of the record's other fields)."""
+def mask_conversation(text: str | None, numbering: Placeholders) -> str | None:
+    """One JSON message list with each message's content masked on Presidio's path, numbered by `numbering`
+    (the record's, so its placeholders match those of the record's other fields): a `RecordMasker`."""
     if text is None:
         return None
-    turns = [{**m, "content": mask_text(m.get("content"), engine=engine, placeholders=placeholders)}
-             for m in json.loads(text)]
+    turns = [{**m, "content": mask_field(m.get("content"), numbering)} for m in json.loads(text)]
     return json.dumps(turns, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -67,14 +66,8 @@ def mask_records(frame: pl.DataFrame, columns: Sequence[str], *, messages: str) 
     read them), a row being one record: its conversation and its fields share one numbering, so the address in
     the last user turn and in the input text is the same placeholder. The conversation is numbered first, as
     it is read first."""
-    present = [c for c in columns if c in frame.columns]
-    masked: dict[str, list[str | None]] = {c: [] for c in [messages, *present]}
-    for row in frame.select(pl.col(c).cast(pl.String) for c in [messages, *present]).iter_rows():
-        numbering = Placeholders()
-        masked[messages].append(mask_conversation(row[0], placeholders=numbering))
-        for name, value in zip(present, row[1:], strict=True):
-            masked[name].append(mask_text(value, engine="presidio", placeholders=numbering))
-    return frame.with_columns(pl.Series(c, values, dtype=pl.String) for c, values in masked.items())
+    fields: dict[str, RecordMasker] = {c: mask_field for c in columns if c in frame.columns}
+    return mask_rows(frame, {messages: mask_conversation, **fields})
 
 
 def mask_messages(series: pl.Series) -> pl.Series:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import polars as pl
@@ -125,9 +125,24 @@ def mask_columns(frame: pl.DataFrame, columns: Sequence[str], *, engine: Engine 
         return frame
     if engine == "fast":
         return frame.with_columns(mask_series(frame.get_column(c)).alias(c) for c in present)
-    masked: dict[str, list[str | None]] = {c: [] for c in present}
-    for row in frame.select(pl.col(c).cast(pl.String) for c in present).iter_rows():
+    return mask_rows(frame, dict.fromkeys(present, mask_field))
+
+
+RecordMasker = Callable[[str | None, Placeholders], str | None]
+
+
+def mask_rows(frame: pl.DataFrame, maskers: Mapping[str, RecordMasker]) -> pl.DataFrame:
+    """`frame` with each column of `maskers` masked by its masker, a row being one record: its columns share one
+    numbering, assigned in the order of `maskers`."""
+    names = list(maskers)
+    masked: dict[str, list[str | None]] = {c: [] for c in names}
+    for row in frame.select(pl.col(c).cast(pl.String) for c in names).iter_rows():
         numbering = Placeholders()
-        for name, value in zip(present, row, strict=True):
-            masked[name].append(mask_text(value, engine="presidio", placeholders=numbering))
-    return frame.with_columns(pl.Series(c, masked[c], dtype=pl.String) for c in present)
+        for name, value in zip(names, row, strict=True):
+            masked[name].append(maskers[name](value, numbering))
+    return frame.with_columns(pl.Series(c, masked[c], dtype=pl.String) for c in names)
+
+
+def mask_field(text: str | None, numbering: Placeholders) -> str | None:
+    """A record's text field on Presidio's path, with the record's numbering (a `RecordMasker`)."""
+    return mask_text(text, engine="presidio", placeholders=numbering)

@@ -83,3 +83,13 @@ def _skip(text: str, at: int) -> int:
     while at < end and text[at] in " \t\r\n":
         at += 1
     return at
+
+
+def event_id_of(raw: bytes | None) -> str | None:
+    """The event_id in an event's bytes when it has a readable one (to match a result, or find it on the topic)."""
+    try:
+        value = json.loads(raw or b"")
+    except (ValueError, RecursionError):
+        return None
+    event_id = value.get("event_id") if isinstance(value, dict) else None
+    return event_id if isinstance(event_id, str) else None

@@ -29,7 +29,7 @@ from flywheel_feedback.client.tokens import TOKEN_FIELD
 from flywheel_feedback.schemas.events import FeedbackEvent, Interaction
 from flywheel_feedback.services.capture.validate import Invalid, validate_message
 from flywheel_feedback.services.gateway.backpressure import BusyError
-from flywheel_feedback.services.gateway.body import BodyError, read_body, split_events
+from flywheel_feedback.services.gateway.body import BodyError, event_id_of, read_body, split_events
 from flywheel_feedback.services.gateway.keys import KEY_HEADER, BrowserKey, Key, KeyRing, presented_key
 from flywheel_feedback.services.gateway.metrics import GatewayMetrics
 from flywheel_feedback.services.gateway.producer import Delivered, Publisher, Record
@@ -202,7 +202,7 @@ class EventsEndpoint:
     def _check(self, raw: bytes, key: Key) -> Record | Result:
         event = validate_message(raw, max_bytes=self._max_event_bytes)
         if isinstance(event, Invalid):
-            return Result("rejected", _event_id(raw), "invalid", event.reason)
+            return Result("rejected", event_id_of(raw), "invalid", event.reason)
         refused = self._refused(event, key)
         if refused is not None:
             return refused
@@ -265,16 +265,6 @@ def _cors(origin: str) -> dict[str, str]:
 def _error(status: int, code: str, reason: str, headers: dict[str, str] | None = None) -> Response:
     return JSONResponse({"status": "rejected" if status < 500 else "unavailable", "code": code, "reason": reason},
                         status_code=status, headers=headers)
-
-
-def _event_id(raw: bytes) -> str | None:
-    """The event_id of an invalid event, when it has a readable one (so a client can match the result)."""
-    try:
-        value = json.loads(raw)
-    except (ValueError, RecursionError):
-        return None
-    event_id = value.get("event_id") if isinstance(value, dict) else None
-    return event_id if isinstance(event_id, str) else None
 
 
 def _without_token(raw: bytes) -> bytes:

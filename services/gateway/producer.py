@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import time
 from collections import OrderedDict
@@ -38,6 +37,7 @@ from typing import Any, Literal
 from aiokafka.partitioner import murmur2
 
 from flywheel_feedback.services.gateway.backpressure import Admission, Hold
+from flywheel_feedback.services.gateway.body import event_id_of
 from flywheel_feedback.services.gateway.metrics import GatewayMetrics
 from flywheel_feedback.services.settings import KafkaSettings
 
@@ -54,17 +54,18 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
-class Sending:
-    generation: int
-    future: asyncio.Future[Any]
+class Landing:
+    """Where a record sent can be: its partition, at `floor` or later."""
+
     partition: int
-    floor: int  # the record cannot land before this offset of its partition
+    floor: int
 
 
 @dataclass(frozen=True, slots=True)
-class InDoubt:
-    partition: int
-    floor: int
+class Sending:
+    generation: int
+    future: asyncio.Future[Any]
+    landing: Landing
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +98,7 @@ class Publisher:
         self._generation = 0  # producers started so far; a pending delivery of an older one is not waited for
         self._pending: dict[str, Sending] = {}
         self._acked: OrderedDict[str, None] = OrderedDict()
-        self._in_doubt: dict[str, InDoubt] = {}
+        self._in_doubt: dict[str, Landing] = {}
         self._floor: dict[int, int] = {}  # partition -> no record this gateway sends from now on lands before it
         self._restarts: set[asyncio.Task[None]] = set()
 
@@ -149,12 +150,11 @@ class Publisher:
             await asyncio.wait_for(producer.stop(), max(self.ack_timeout_s, 1.0))
         except Exception as e:
             log.warning("the failed producer did not stop cleanly (%s: %s)", type(e).__name__, e)
-        for event_id, sending in list(self._pending.items()):  # what the old producer had on its way
-            if sending.generation != self._generation:
-                continue
-            del self._pending[event_id]
-            if not (sending.future.done() and not sending.future.cancelled() and sending.future.exception() is None):
-                self._in_doubt[event_id] = InDoubt(sending.partition, sending.floor)
+        # What the old producer had on its way is in doubt; a success reported late takes it out again.
+        for event_id, sending in list(self._pending.items()):
+            if sending.generation == self._generation:
+                del self._pending[event_id]
+                self._in_doubt[event_id] = sending.landing
         self._connecting = asyncio.create_task(self._connect(), name="gateway-kafka-reconnect")
 
     async def _settle_doubts(self, producer: Any) -> None:
@@ -173,16 +173,14 @@ class Publisher:
                 return  # not created yet: nothing was sent to it, and every floor is its start
             partitions = [TopicPartition(self.topic, p) for p in sorted(known)]
             ends = {tp.partition: offset for tp, offset in (await reader.end_offsets(partitions)).items()}
-            while self._in_doubt:  # a late callback of the old producer can add one while this reads
-                doubts = dict(self._in_doubt)
-                found = await _read_back(reader, self.topic, ends, doubts)
-                for event_id in doubts:
-                    self._in_doubt.pop(event_id, None)
+            if self._in_doubt:  # nothing adds to it meanwhile: no producer is set, and the old one's are moved
+                found = await _read_back(reader, self.topic, ends, self._in_doubt)
+                log.warning("%d deliveries were in doubt after Kafka failed: %d had landed (their retries are "
+                            "answered duplicate), %d had not (they are produced again on retry)",
+                            len(self._in_doubt), len(found), len(self._in_doubt) - len(found))
+                self._in_doubt.clear()
                 for event_id in found:
                     self._acknowledged(event_id)
-                log.warning("%d deliveries were in doubt after Kafka failed: %d had landed (their retries are "
-                            "answered duplicate), %d had not (they are produced again on retry)", len(doubts),
-                            len(found), len(doubts) - len(found))
             self._floor = ends
         finally:
             await reader.stop()
@@ -243,7 +241,7 @@ class Publisher:
                     partition = partitions[_key_hash(record.key) % len(partitions)]  # as Kafka's clients pick it
                     future = await producer.send(self.topic, record.value, key=record.key, partition=partition,
                                                  headers=headers)
-                    sending = Sending(generation, future, partition, self._floor.get(partition, 0))
+                    sending = Sending(generation, future, Landing(partition, self._floor.get(partition, 0)))
                     self._pending[record.event_id] = sending
                     future.add_done_callback(functools.partial(self._settled, record.event_id, sending))
                     waits[i] = future
@@ -277,19 +275,19 @@ class Publisher:
         error = asyncio.CancelledError() if future.cancelled() else future.exception()
         if error is None:
             offset = future.result().offset
-            self._floor[sending.partition] = max(self._floor.get(sending.partition, 0), offset + 1)
+            partition = sending.landing.partition
+            self._floor[partition] = max(self._floor.get(partition, 0), offset + 1)
             self._acknowledged(event_id)
             return
         # Not current: the restart already held it in doubt and read it back, or a newer send replaced it.
         if current and event_id not in self._acked:
-            self._in_doubt[event_id] = InDoubt(sending.partition, sending.floor)
+            self._in_doubt[event_id] = sending.landing
         self.admission.failed()
         generation = sending.generation
         if generation == self._generation and self._producer is not None:
             task = asyncio.get_running_loop().create_task(self._restart(error), name="gateway-kafka-restart")
             self._restarts.add(task)
             task.add_done_callback(self._restarts.discard)
-
 
     def _acknowledged(self, event_id: str) -> None:
         self._in_doubt.pop(event_id, None)
@@ -299,7 +297,7 @@ class Publisher:
                 self._acked.popitem(last=False)
 
 
-async def _read_back(reader: Any, topic: str, ends: dict[int, int], in_doubt: dict[str, InDoubt]) -> set[str]:
+async def _read_back(reader: Any, topic: str, ends: dict[int, int], in_doubt: dict[str, Landing]) -> set[str]:
     """The event ids in doubt that are on `topic`, reading each doubted partition from its lowest floor to `ends`."""
     from aiokafka import TopicPartition
 
@@ -315,22 +313,13 @@ async def _read_back(reader: Any, topic: str, ends: dict[int, int], in_doubt: di
         batches = await reader.getmany(*todo, timeout_ms=1000)
         for tp, messages in batches.items():
             for message in messages:
-                event_id = _event_id_of(message.value)
+                event_id = event_id_of(message.value)
                 if event_id in in_doubt and in_doubt[event_id].partition == tp.partition:
                     found.add(event_id)
         for tp in list(todo):
             if await reader.position(tp) >= todo[tp]:
                 del todo[tp]
     return found
-
-
-def _event_id_of(value: bytes | None) -> str | None:
-    try:
-        event = json.loads(value or b"")
-    except ValueError:
-        return None
-    event_id = event.get("event_id") if isinstance(event, dict) else None
-    return event_id if isinstance(event_id, str) else None
 
 
 @functools.lru_cache(maxsize=1 << 16)

@@ -206,7 +206,7 @@ def test_a_delivery_in_doubt_is_read_back_not_produced_twice(kafka_bootstrap: st
     from kafka import KafkaProducer
 
     from flywheel_feedback.services.gateway.backpressure import Admission
-    from flywheel_feedback.services.gateway.producer import InDoubt, Publisher, Record
+    from flywheel_feedback.services.gateway.producer import Landing, Publisher, Record
     from flywheel_feedback.services.settings import KafkaSettings
 
     iid = f"i-{uuid.uuid4().hex}"
@@ -221,8 +221,8 @@ def test_a_delivery_in_doubt_is_read_back_not_produced_twice(kafka_bootstrap: st
         publisher = Publisher(KafkaSettings(bootstrap_servers=kafka_bootstrap), topic=kafka_topic,
                               admission=admission, ack_timeout_s=5)
         floor = max(written.offset - 1, 0)
-        publisher._in_doubt = {f"{iid}-landed": InDoubt(written.partition, floor),
-                               f"{iid}-lost": InDoubt(written.partition, floor)}
+        publisher._in_doubt = {f"{iid}-landed": Landing(written.partition, floor),
+                               f"{iid}-lost": Landing(written.partition, floor)}
         await publisher.start()
         while not publisher.ready:
             await asyncio.sleep(0.05)
